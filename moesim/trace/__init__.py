@@ -1,0 +1,1 @@
+"""Routing traces: the Arrow trace format, generators, importers, fitting and statistics."""
