@@ -1,0 +1,90 @@
+"""Primitives shared by the expert-cache kernels.
+
+An *item* is one routed expert of one MoE layer: ``item = layer * n_experts + expert``. A *pool* is one
+independently managed cache budget: one pool for the global scope, one per layer for the per-layer scope
+(``pool_of_layer`` maps a layer to its pool). Look-ups are visited in trace order ``(token, layer, k)``.
+
+Every list structure here is a circular doubly-linked list over a dense int32 array with one sentinel node
+per pool (node ``n_items + pool``), so linking and unlinking need no branches and no dictionaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moesim.kernels._jit import jit
+
+NEVER = np.int64(2**62)  # "no next use" / "cold miss" marker that compares greater than any real value
+
+
+@jit
+def item_sizes(item_bytes_by_layer, n_experts):
+    """Bytes of every item, laid out by item id."""
+    n_layers = item_bytes_by_layer.shape[0]
+    sizes = np.empty(n_layers * n_experts, np.int64)
+    for layer in range(n_layers):
+        for e in range(n_experts):
+            sizes[layer * n_experts + e] = item_bytes_by_layer[layer]
+    return sizes
+
+
+@jit
+def new_lists(n_items, n_pools):
+    """Empty circular lists: ``prev``/``next`` with one self-linked sentinel per pool."""
+    prev = np.empty(n_items + n_pools, np.int32)
+    nxt = np.empty(n_items + n_pools, np.int32)
+    for node in range(n_items + n_pools):
+        prev[node] = node
+        nxt[node] = node
+    return prev, nxt
+
+
+@jit
+def unlink(prev, nxt, node):
+    before = prev[node]
+    after = nxt[node]
+    nxt[before] = after
+    prev[after] = before
+
+
+@jit
+def link_after(prev, nxt, anchor, node):
+    """Insert ``node`` right after ``anchor`` (after the sentinel = at the head, most recent)."""
+    after = nxt[anchor]
+    nxt[node] = after
+    prev[after] = node
+    prev[node] = anchor
+    nxt[anchor] = node
+
+
+@jit
+def next_use_times(experts, n_experts):
+    """For every look-up (flattened in ``(token, layer, k)`` order) the flat index of the next look-up of
+    the same item, or ``n_lookups`` when it is never used again (Belady's oracle input)."""
+    n_tokens, n_layers, top_k = experts.shape
+    n_lookups = n_tokens * n_layers * top_k
+    last_seen = np.full(n_layers * n_experts, n_lookups, np.int64)
+    next_use = np.empty(n_lookups, np.int64)
+    position = n_lookups
+    for t in range(n_tokens - 1, -1, -1):
+        for layer in range(n_layers - 1, -1, -1):
+            base = layer * n_experts
+            for k in range(top_k - 1, -1, -1):
+                position -= 1
+                item = base + np.int64(experts[t, layer, k])
+                next_use[position] = last_seen[item]
+                last_seen[item] = position
+    return next_use
+
+
+@jit
+def warmup_counts(experts, n_experts, warmup_tokens):
+    """How often each item is looked up in the first ``warmup_tokens`` tokens."""
+    n_tokens, n_layers, top_k = experts.shape
+    counts = np.zeros(n_layers * n_experts, np.int64)
+    for t in range(min(warmup_tokens, n_tokens)):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            for k in range(top_k):
+                counts[base + np.int64(experts[t, layer, k])] += 1
+    return counts

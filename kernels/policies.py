@@ -1,0 +1,403 @@
+"""Expert-cache replacement policies, one private kernel each, all with one signature.
+
+``_replay_<policy>(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
+aux, misses_out)``
+
+- ``experts``: (n_tokens, n_layers, top_k) uint8/uint16 routed expert ids.
+- ``item_bytes_by_layer``: int64 (n_layers,) bytes of one expert in each layer.
+- ``pool_of_layer``: int64 (n_layers,) pool of each layer; ``pool_capacity``: int64 (n_pools,) bytes.
+- ``warmup_tokens``: the first tokens warm the cache but are not counted.
+- ``aux``: int64 policy input (Belady: next-use of every look-up; static: 1 for pinned items; else empty).
+- ``misses_out``: int32 (n_tokens - warmup_tokens, n_layers), written with the misses of each counted
+  (token, layer).
+
+Shared rule: on a miss the policy evicts until the new expert fits or its pool is empty, then inserts it
+only if it fits. An expert larger than its whole pool is therefore never cached (and, for LRU, empties the
+pool: this keeps LRU a stack algorithm, so the one-pass curve in `mrc.py` is exact at every capacity).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moesim.kernels._jit import jit
+from moesim.kernels.core import item_sizes, link_after, new_lists, unlink
+
+
+@jit
+def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """Least recently used: a hit moves the expert to the head, a miss evicts from the tail."""
+    n_tokens, n_layers, top_k = experts.shape
+    n_items = n_layers * n_experts
+    n_pools = pool_capacity.shape[0]
+    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    prev, nxt = new_lists(n_items, n_pools)
+    resident = np.zeros(n_items, np.bool_)
+    used = np.zeros(n_pools, np.int64)
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            size = item_bytes_by_layer[layer]
+            pool = pool_of_layer[layer]
+            head = n_items + pool
+            capacity = pool_capacity[pool]
+            misses = 0
+            for k in range(top_k):
+                item = base + np.int64(experts[t, layer, k])
+                if resident[item]:
+                    if nxt[head] != item:
+                        unlink(prev, nxt, item)
+                        link_after(prev, nxt, head, item)
+                else:
+                    misses += 1
+                    in_use = used[pool]
+                    while in_use + size > capacity and in_use > 0:
+                        victim = prev[head]
+                        unlink(prev, nxt, victim)
+                        resident[victim] = False
+                        in_use -= sizes[victim]
+                    if in_use + size <= capacity:
+                        link_after(prev, nxt, head, item)
+                        resident[item] = True
+                        in_use += size
+                    used[pool] = in_use
+            if t >= warmup_tokens:
+                misses_out[t - warmup_tokens, layer] = misses
+
+
+@jit
+def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """First in, first out: hits change nothing, a miss evicts the oldest insertion."""
+    n_tokens, n_layers, top_k = experts.shape
+    n_items = n_layers * n_experts
+    n_pools = pool_capacity.shape[0]
+    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    prev, nxt = new_lists(n_items, n_pools)
+    resident = np.zeros(n_items, np.bool_)
+    used = np.zeros(n_pools, np.int64)
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            size = item_bytes_by_layer[layer]
+            pool = pool_of_layer[layer]
+            head = n_items + pool
+            capacity = pool_capacity[pool]
+            misses = 0
+            for k in range(top_k):
+                item = base + np.int64(experts[t, layer, k])
+                if not resident[item]:
+                    misses += 1
+                    in_use = used[pool]
+                    while in_use + size > capacity and in_use > 0:
+                        victim = prev[head]
+                        unlink(prev, nxt, victim)
+                        resident[victim] = False
+                        in_use -= sizes[victim]
+                    if in_use + size <= capacity:
+                        link_after(prev, nxt, head, item)
+                        resident[item] = True
+                        in_use += size
+                    used[pool] = in_use
+            if t >= warmup_tokens:
+                misses_out[t - warmup_tokens, layer] = misses
+
+
+@jit
+def _replay_static(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """Static pinning: ``aux[item] == 1`` marks pinned experts (chosen by the wrapper); nothing else is
+    ever cached, so a look-up hits exactly when its expert is pinned."""
+    n_tokens, n_layers, top_k = experts.shape
+    for t in range(warmup_tokens, n_tokens):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            misses = 0
+            for k in range(top_k):
+                if aux[base + np.int64(experts[t, layer, k])] == 0:
+                    misses += 1
+            misses_out[t - warmup_tokens, layer] = misses
+
+
+# ---- indexed binary heaps (one region per pool) used by LFU and Belady --------------------------------
+
+
+@jit
+def _pool_regions(pool_of_layer, n_pools, n_experts):
+    """Start offset of each pool's heap region (a pool holds n_experts items per layer it owns)."""
+    starts = np.zeros(n_pools + 1, np.int64)
+    for layer in range(pool_of_layer.shape[0]):
+        starts[pool_of_layer[layer] + 1] += n_experts
+    for p in range(n_pools):
+        starts[p + 1] += starts[p]
+    return starts
+
+
+@jit
+def _lfu_before(a, b, freq, last):
+    """LFU eviction order: fewer uses first, then least recently used."""
+    return freq[a] < freq[b] or (freq[a] == freq[b] and last[a] < last[b])
+
+
+@jit
+def _lfu_sift_down(heap, start, count, pos, heap_pos, freq, last):
+    item = heap[start + pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= count:
+            break
+        if child + 1 < count and _lfu_before(heap[start + child + 1], heap[start + child], freq, last):
+            child += 1
+        other = heap[start + child]
+        if not _lfu_before(other, item, freq, last):
+            break
+        heap[start + pos] = other
+        heap_pos[other] = pos
+        pos = child
+    heap[start + pos] = item
+    heap_pos[item] = pos
+
+
+@jit
+def _lfu_sift_up(heap, start, pos, heap_pos, freq, last):
+    item = heap[start + pos]
+    while pos > 0:
+        parent = (pos - 1) // 2
+        other = heap[start + parent]
+        if not _lfu_before(item, other, freq, last):
+            break
+        heap[start + pos] = other
+        heap_pos[other] = pos
+        pos = parent
+    heap[start + pos] = item
+    heap_pos[item] = pos
+
+
+@jit
+def _replay_lfu(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """Least frequently used, counting uses since the expert entered the cache (reset on eviction);
+    ties go to the least recently used. A min-heap per pool orders the residents."""
+    n_tokens, n_layers, top_k = experts.shape
+    n_items = n_layers * n_experts
+    n_pools = pool_capacity.shape[0]
+    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    starts = _pool_regions(pool_of_layer, n_pools, n_experts)
+    heap = np.zeros(n_items, np.int64)
+    count = np.zeros(n_pools, np.int64)
+    heap_pos = np.full(n_items, -1, np.int64)
+    freq = np.zeros(n_items, np.int64)
+    last = np.zeros(n_items, np.int64)
+    used = np.zeros(n_pools, np.int64)
+    clock = 0
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            size = item_bytes_by_layer[layer]
+            pool = pool_of_layer[layer]
+            start = starts[pool]
+            capacity = pool_capacity[pool]
+            misses = 0
+            for k in range(top_k):
+                clock += 1
+                item = base + np.int64(experts[t, layer, k])
+                if heap_pos[item] >= 0:
+                    freq[item] += 1
+                    last[item] = clock
+                    _lfu_sift_down(heap, start, count[pool], heap_pos[item], heap_pos, freq, last)
+                else:
+                    misses += 1
+                    while used[pool] + size > capacity and count[pool] > 0:
+                        victim = heap[start]
+                        heap_pos[victim] = -1
+                        used[pool] -= sizes[victim]
+                        count[pool] -= 1
+                        if count[pool] > 0:
+                            heap[start] = heap[start + count[pool]]
+                            _lfu_sift_down(heap, start, count[pool], 0, heap_pos, freq, last)
+                    if used[pool] + size <= capacity:
+                        freq[item] = 1
+                        last[item] = clock
+                        heap[start + count[pool]] = item
+                        count[pool] += 1
+                        _lfu_sift_up(heap, start, count[pool] - 1, heap_pos, freq, last)
+                        used[pool] += size
+            if t >= warmup_tokens:
+                misses_out[t - warmup_tokens, layer] = misses
+
+
+@jit
+def _far_sift_up(heap, start, pos, heap_pos, key):
+    item = heap[start + pos]
+    while pos > 0:
+        parent = (pos - 1) // 2
+        other = heap[start + parent]
+        if key[other] >= key[item]:
+            break
+        heap[start + pos] = other
+        heap_pos[other] = pos
+        pos = parent
+    heap[start + pos] = item
+    heap_pos[item] = pos
+
+
+@jit
+def _far_sift_down(heap, start, count, pos, heap_pos, key):
+    item = heap[start + pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= count:
+            break
+        if child + 1 < count and key[heap[start + child + 1]] > key[heap[start + child]]:
+            child += 1
+        other = heap[start + child]
+        if key[other] <= key[item]:
+            break
+        heap[start + pos] = other
+        heap_pos[other] = pos
+        pos = child
+    heap[start + pos] = item
+    heap_pos[item] = pos
+
+
+@jit
+def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """Belady's MIN with bypass: ``aux`` holds each look-up's next use (``next_use_times``). On a miss,
+    residents used later than the new expert are evicted furthest-first until it fits; if it still does
+    not fit it bypasses the cache. With one expert size this is the optimal offline policy; with mixed
+    sizes it is the classic size-unaware heuristic (not optimal)."""
+    n_tokens, n_layers, top_k = experts.shape
+    n_items = n_layers * n_experts
+    n_pools = pool_capacity.shape[0]
+    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    starts = _pool_regions(pool_of_layer, n_pools, n_experts)
+    heap = np.zeros(n_items, np.int64)
+    count = np.zeros(n_pools, np.int64)
+    heap_pos = np.full(n_items, -1, np.int64)
+    next_use = np.zeros(n_items, np.int64)
+    used = np.zeros(n_pools, np.int64)
+    position = 0
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            size = item_bytes_by_layer[layer]
+            pool = pool_of_layer[layer]
+            start = starts[pool]
+            capacity = pool_capacity[pool]
+            misses = 0
+            for k in range(top_k):
+                item = base + np.int64(experts[t, layer, k])
+                upcoming = aux[position]
+                position += 1
+                if heap_pos[item] >= 0:
+                    next_use[item] = upcoming
+                    _far_sift_up(heap, start, heap_pos[item], heap_pos, next_use)
+                else:
+                    misses += 1
+                    while used[pool] + size > capacity and count[pool] > 0:
+                        victim = heap[start]
+                        if next_use[victim] <= upcoming:
+                            break
+                        heap_pos[victim] = -1
+                        used[pool] -= sizes[victim]
+                        count[pool] -= 1
+                        if count[pool] > 0:
+                            heap[start] = heap[start + count[pool]]
+                            _far_sift_down(heap, start, count[pool], 0, heap_pos, next_use)
+                    if used[pool] + size <= capacity:
+                        next_use[item] = upcoming
+                        heap[start + count[pool]] = item
+                        count[pool] += 1
+                        _far_sift_up(heap, start, count[pool] - 1, heap_pos, next_use)
+                        used[pool] += size
+            if t >= warmup_tokens:
+                misses_out[t - warmup_tokens, layer] = misses
+
+
+S3FIFO_SMALL_PERCENT = 10  # share of each pool given to the probationary FIFO (the paper's 10%)
+S3FIFO_MAX_FREQ = 3
+
+
+@jit
+def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """S3-FIFO (Yang et al., SOSP 2023): a small probationary FIFO (10% of the pool), a main FIFO with
+    2-bit reinsertion counters and a ghost history of experts evicted from the small queue.
+
+    - hit: the expert's counter += 1 (at most 3);
+    - miss: insert into main if the expert is in the ghost history, else into small, counter 0;
+    - evict: while small holds >= 10% of the pool, its tail moves to main when used (counter reset) or
+      leaves to the ghost history when not; otherwise main's tail is reinserted with counter - 1 while
+      its counter is positive, else evicted.
+    The ghost history is a byte window: an expert is in it while less than the main queue's capacity of
+    other ghost insertions has happened since its own (a FIFO of that many bytes, without a queue).
+    """
+    n_tokens, n_layers, top_k = experts.shape
+    n_items = n_layers * n_experts
+    n_pools = pool_capacity.shape[0]
+    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    prev, nxt = new_lists(n_items, 2 * n_pools)  # sentinel n_items + 2p: small, + 2p + 1: main
+    queue = np.zeros(n_items, np.int8)  # 0: absent, 1: small, 2: main
+    freq = np.zeros(n_items, np.int8)
+    ghost_stamp = np.full(n_items, -1, np.int64)
+    ghost_clock = np.zeros(n_pools, np.int64)
+    small_bytes = np.zeros(n_pools, np.int64)
+    main_bytes = np.zeros(n_pools, np.int64)
+    small_cap = np.empty(n_pools, np.int64)
+    for p in range(n_pools):
+        small_cap[p] = pool_capacity[p] * S3FIFO_SMALL_PERCENT // 100
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            base = layer * n_experts
+            size = item_bytes_by_layer[layer]
+            pool = pool_of_layer[layer]
+            small_head = n_items + 2 * pool
+            main_head = small_head + 1
+            capacity = pool_capacity[pool]
+            ghost_window = capacity - small_cap[pool]
+            misses = 0
+            for k in range(top_k):
+                item = base + np.int64(experts[t, layer, k])
+                if queue[item] != 0:
+                    if freq[item] < S3FIFO_MAX_FREQ:
+                        freq[item] += 1
+                    continue
+                misses += 1
+                while small_bytes[pool] + main_bytes[pool] + size > capacity and small_bytes[pool] + main_bytes[pool] > 0:
+                    evicted = False
+                    if small_bytes[pool] >= small_cap[pool] or main_bytes[pool] == 0:
+                        while small_bytes[pool] > 0:
+                            victim = prev[small_head]
+                            unlink(prev, nxt, victim)
+                            small_bytes[pool] -= sizes[victim]
+                            if freq[victim] >= 1:
+                                freq[victim] = 0
+                                queue[victim] = 2
+                                link_after(prev, nxt, main_head, victim)
+                                main_bytes[pool] += sizes[victim]
+                            else:
+                                queue[victim] = 0
+                                ghost_clock[pool] += sizes[victim]
+                                ghost_stamp[victim] = ghost_clock[pool]
+                                evicted = True
+                                break
+                    while not evicted:
+                        victim = prev[main_head]
+                        unlink(prev, nxt, victim)
+                        if freq[victim] > 0:
+                            freq[victim] -= 1
+                            link_after(prev, nxt, main_head, victim)
+                        else:
+                            queue[victim] = 0
+                            main_bytes[pool] -= sizes[victim]
+                            evicted = True
+                if small_bytes[pool] + main_bytes[pool] + size <= capacity:
+                    freq[item] = 0
+                    stamp = ghost_stamp[item]
+                    if stamp >= 0 and ghost_clock[pool] - stamp < ghost_window:
+                        ghost_stamp[item] = -1
+                        queue[item] = 2
+                        link_after(prev, nxt, main_head, item)
+                        main_bytes[pool] += size
+                    else:
+                        queue[item] = 1
+                        link_after(prev, nxt, small_head, item)
+                        small_bytes[pool] += size
+            if t >= warmup_tokens:
+                misses_out[t - warmup_tokens, layer] = misses

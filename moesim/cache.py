@@ -1,0 +1,372 @@
+"""Expert-cache replay: which routed-expert look-ups hit a cache of a given byte budget.
+
+Thin public wrappers over the Numba kernels in `moesim.kernels` (STUMPY style): validate, normalise
+dtypes, allocate outputs, call one private kernel, wrap the result in a frozen dataclass.
+
+Model of the cache
+- An *item* is one routed expert of one MoE layer; its size is that layer's expert bytes (layers may
+  differ, e.g. Q4_K_M keeps ffn_down in Q6_K in half the layers).
+- ``scope="global"``: one pool of ``capacity_bytes`` shared by all layers. ``scope="per-layer"``: one pool
+  per layer; a scalar ``capacity_bytes`` is the *total* budget, split so that every layer can hold the
+  same share of its own experts (``capacity * layer_bytes // sum(layer_bytes)``); pass an array of
+  ``n_layers`` budgets to set each layer's pool explicitly.
+- Look-ups are replayed in trace order (token, layer, k). The first ``warmup_tokens`` tokens warm the
+  cache and are excluded from every count; per-token outputs cover the counted tokens only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from moesim.errors import MoesimError
+
+
+class PolicyKind(IntEnum):
+    """Closed registry of replacement policies (`str(kind)` is the CLI name)."""
+
+    LRU = 1
+    LFU = 2
+    FIFO = 3
+    STATIC = 4
+    BELADY = 5
+    S3FIFO = 6
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_str(cls, name: "str | PolicyKind") -> "PolicyKind":
+        """Parse a policy name (case-insensitive; `opt` is an alias of `belady`)."""
+        if isinstance(name, PolicyKind):
+            return name
+        key = str(name).strip().lower().replace("-", "").replace("_", "")
+        aliases = {"opt": "belady", "min": "belady", "pin": "static", "pinned": "static"}
+        key = aliases.get(key, key)
+        for kind in cls:
+            if str(kind) == key:
+                return kind
+        from moesim.errors import unknown_id_error
+
+        raise unknown_id_error("policy", str(name), [str(k) for k in cls])
+
+
+def _kernel(kind: PolicyKind):
+    from moesim.kernels import policies
+
+    return {
+        PolicyKind.LRU: policies._replay_lru,
+        PolicyKind.LFU: policies._replay_lfu,
+        PolicyKind.FIFO: policies._replay_fifo,
+        PolicyKind.STATIC: policies._replay_static,
+        PolicyKind.BELADY: policies._replay_belady,
+        PolicyKind.S3FIFO: policies._replay_s3fifo,
+    }[kind]
+
+
+POLICIES: tuple[str, ...] = tuple(str(k) for k in PolicyKind)
+SCOPES: tuple[str, ...] = ("global", "per-layer")
+
+
+@dataclass(frozen=True, eq=False)
+class PrefetchResult:
+    """Prefetch traffic of one replay (bytes; per counted token and totals)."""
+
+    predictor: str
+    prefetch_bytes: np.ndarray  # (n_counted_tokens,) int64: bytes speculatively loaded while on this token
+    useful_bytes: np.ndarray  # (n_counted_tokens,) int64: prefetched bytes first used on this token
+    prefetch_bytes_total: int
+    useful_bytes_total: int
+    wasted_bytes_total: int  # prefetched but evicted before use or never used by the end of the trace
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayResult:
+    """Outcome of one replay. Per-token arrays cover the counted tokens (after warm-up) only."""
+
+    policy: str
+    scope: str
+    capacity_bytes: int  # total budget over all pools
+    pool_capacity_bytes: tuple[int, ...]
+    warmup_tokens: int
+    hits: np.ndarray  # (n_counted_tokens, n_layers) int32
+    misses: np.ndarray  # (n_counted_tokens, n_layers) int32
+    demand_bytes: np.ndarray  # (n_counted_tokens,) int64: bytes loaded on demand misses
+    bytes_fetched: np.ndarray  # (n_counted_tokens,) int64: demand + prefetch bytes over the link
+    lookups: int
+    hit_count: int
+    miss_count: int
+    hit_rate: float
+    prefetch: PrefetchResult | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def _as_experts(experts) -> np.ndarray:
+    arr = np.asarray(experts)
+    if arr.ndim != 3:
+        raise MoesimError(f"experts must have shape (n_tokens, n_layers, top_k), got {arr.shape}")
+    if arr.dtype not in (np.uint8, np.uint16):
+        if arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 65535):
+            raise MoesimError("expert ids must be integers in 0..65535")
+        arr = arr.astype(np.uint16)
+    return np.ascontiguousarray(arr)
+
+
+def _layer_bytes(expert_bytes_by_layer, n_layers: int) -> np.ndarray:
+    """Bytes per MoE layer; accepts per-MoE-layer values or all-layer values with 0 for dense layers."""
+    sizes = np.asarray(expert_bytes_by_layer, dtype=np.int64).reshape(-1)
+    if sizes.shape[0] != n_layers:
+        moe_only = sizes[sizes > 0]
+        if moe_only.shape[0] != n_layers:
+            raise MoesimError(
+                f"expert_bytes_by_layer has {sizes.shape[0]} entries ({moe_only.shape[0]} non-zero) "
+                f"but the trace has {n_layers} MoE layers"
+            )
+        sizes = moe_only
+    if (sizes <= 0).any():
+        raise MoesimError("every MoE layer's expert size must be a positive number of bytes")
+    return np.ascontiguousarray(sizes)
+
+
+def _n_experts(experts: np.ndarray, n_experts: int | None) -> int:
+    observed = int(experts.max()) + 1 if experts.size else 1
+    if n_experts is None:
+        return observed
+    if n_experts < observed:
+        raise MoesimError(f"expert id {observed - 1} is out of range for {n_experts} experts")
+    return int(n_experts)
+
+
+def pool_layout(scope: str, capacity_bytes, layer_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(pool_of_layer, pool_capacity)`` for a scope and a budget (see the module docstring)."""
+    n_layers = layer_bytes.shape[0]
+    cap = np.asarray(capacity_bytes)
+    if scope == "global":
+        if cap.ndim != 0:
+            raise MoesimError("the global scope takes one capacity, not one per layer")
+        capacity = int(cap)
+        if capacity < 0:
+            raise MoesimError(f"capacity must not be negative, got {capacity}")
+        return np.zeros(n_layers, np.int64), np.array([capacity], np.int64)
+    if scope == "per-layer":
+        if cap.ndim == 0:
+            capacity = int(cap)
+            if capacity < 0:
+                raise MoesimError(f"capacity must not be negative, got {capacity}")
+            # Python ints: capacity * bytes can exceed int64 for TB budgets of large experts
+            total = int(layer_bytes.sum())
+            caps = np.array([capacity * int(b) // total for b in layer_bytes], np.int64)
+        else:
+            caps = cap.astype(np.int64).reshape(-1)
+            if caps.shape[0] != n_layers:
+                raise MoesimError(f"per-layer capacities need {n_layers} values, got {caps.shape[0]}")
+            if (caps < 0).any():
+                raise MoesimError("capacity must not be negative")
+        return np.arange(n_layers, dtype=np.int64), caps
+    raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
+
+
+def _check_warmup(warmup_tokens: int, n_tokens: int) -> int:
+    warmup_tokens = int(warmup_tokens)
+    if warmup_tokens < 0 or warmup_tokens > n_tokens:
+        raise MoesimError(f"warmup_tokens must be in 0..{n_tokens}, got {warmup_tokens}")
+    return warmup_tokens
+
+
+def next_use_times(experts, n_experts: int | None = None) -> np.ndarray:
+    """Flat index of the next look-up of the same expert for every look-up (``n_lookups`` = never).
+
+    Belady's oracle input; compute it once per trace and pass it to `replay(..., next_use=...)`."""
+    from moesim.kernels.core import next_use_times as kernel
+
+    experts = _as_experts(experts)
+    return kernel(experts, _n_experts(experts, n_experts))
+
+
+def static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts: int, warmup_tokens: int) -> np.ndarray:
+    """1 for the experts static pinning keeps: per pool, the most used experts (counted on the warm-up
+    prefix; on the whole trace when there is none -- an oracle placement), greedily while they fit.
+    Ties go to the lower layer, then the lower expert id, so the choice is deterministic."""
+    from moesim.kernels.core import warmup_counts
+
+    n_tokens = experts.shape[0]
+    counts = warmup_counts(experts, n_experts, warmup_tokens if warmup_tokens > 0 else n_tokens)
+    n_layers = layer_bytes.shape[0]
+    item_pool = np.repeat(pool_of_layer, n_experts)
+    item_size = np.repeat(layer_bytes, n_experts)
+    pins = np.zeros(n_layers * n_experts, np.int64)
+    order = np.lexsort((np.arange(counts.shape[0]), -counts))  # most used first, then item id
+    free = pool_capacity.astype(np.int64).copy()
+    for item in order:
+        if counts[item] == 0:
+            break
+        pool = item_pool[item]
+        if item_size[item] <= free[pool]:
+            pins[item] = 1
+            free[pool] -= item_size[item]
+    return pins
+
+
+def replay(
+    experts,
+    policy: "str | PolicyKind",
+    capacity_bytes,
+    expert_bytes_by_layer,
+    scope: str = "global",
+    warmup_tokens: int = 0,
+    prefetch=None,
+    *,
+    n_experts: int | None = None,
+    next_use: np.ndarray | None = None,
+) -> ReplayResult:
+    """Replay a routing trace through an expert cache.
+
+    Parameters
+    ----------
+    experts : (n_tokens, n_layers, top_k) uint8/uint16 array of routed expert ids (``Trace.experts``).
+    policy : one of `POLICIES` (`lru`, `lfu`, `fifo`, `static`, `belady`, `s3fifo`) or a `PolicyKind`.
+    capacity_bytes : total budget in bytes (or, per-layer scope, an array of per-layer budgets).
+    expert_bytes_by_layer : bytes of one routed expert in each MoE layer.
+    scope : ``"global"`` (one pool) or ``"per-layer"`` (one pool per layer).
+    warmup_tokens : leading tokens that warm the cache and are not counted.
+    prefetch : ``None`` or a `moesim.prefetch.PrefetchSpec` (LRU only): speculative loads of the next
+        layer's experts; prefetched experts that are then used count as hits.
+    n_experts : routed experts per layer (default: largest id + 1).
+    next_use : `next_use_times(experts)` when already computed (Belady only).
+
+    Returns
+    -------
+    ReplayResult
+    """
+    kind = PolicyKind.from_str(policy)
+    experts = _as_experts(experts)
+    n_tokens, n_layers, top_k = experts.shape
+    n_experts = _n_experts(experts, n_experts)
+    layer_bytes = _layer_bytes(expert_bytes_by_layer, n_layers)
+    warmup_tokens = _check_warmup(warmup_tokens, n_tokens)
+    pool_of_layer, pool_capacity = pool_layout(scope, capacity_bytes, layer_bytes)
+    misses = np.zeros((n_tokens - warmup_tokens, n_layers), np.int32)
+    prefetch_result = None
+    if prefetch is not None:
+        if kind is not PolicyKind.LRU:
+            raise MoesimError(f"prefetch is modelled with the lru policy only, not {kind}")
+        from moesim.prefetch import run_prefetch_replay
+
+        prefetch_result = run_prefetch_replay(
+            experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, prefetch, misses
+        )
+    else:
+        if kind is PolicyKind.BELADY:
+            aux = next_use_times(experts, n_experts) if next_use is None else np.asarray(next_use, np.int64)
+            if aux.shape != (experts.size,):
+                raise MoesimError("next_use must hold one entry per look-up")
+        elif kind is PolicyKind.STATIC:
+            aux = static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts, warmup_tokens)
+        else:
+            aux = np.zeros(0, np.int64)
+        _kernel(kind)(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, aux, misses)
+    return _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result)
+
+
+def _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result) -> ReplayResult:
+    hits = (top_k - misses).astype(np.int32)
+    demand = misses.astype(np.int64) @ layer_bytes
+    fetched = demand + prefetch_result.prefetch_bytes if prefetch_result is not None else demand.copy()
+    lookups = int(misses.size) * top_k
+    miss_count = int(misses.sum(dtype=np.int64))
+    return ReplayResult(
+        policy=str(kind),
+        scope=scope,
+        capacity_bytes=int(pool_capacity.sum()),
+        pool_capacity_bytes=tuple(int(c) for c in pool_capacity),
+        warmup_tokens=warmup_tokens,
+        hits=hits,
+        misses=misses,
+        demand_bytes=demand,
+        bytes_fetched=fetched,
+        lookups=lookups,
+        hit_count=lookups - miss_count,
+        miss_count=miss_count,
+        hit_rate=(lookups - miss_count) / lookups if lookups else float("nan"),
+        prefetch=prefetch_result,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class LruCurve:
+    """LRU behaviour at every capacity from one pass (see `lru_curve`)."""
+
+    scope: str
+    layer_bytes: np.ndarray  # (n_layers,) int64
+    top_k: int
+    warmup_tokens: int
+    needs: np.ndarray  # (n_counted_tokens, n_layers, top_k) int64: smallest pool capacity that hits
+
+    @property
+    def lookups(self) -> int:
+        return int(self.needs.size)
+
+    def _pool_caps_by_layer(self, capacity_bytes) -> np.ndarray:
+        pool_of_layer, pool_capacity = pool_layout(self.scope, capacity_bytes, self.layer_bytes)
+        return pool_capacity[pool_of_layer]
+
+    def misses_at(self, capacity_bytes) -> np.ndarray:
+        """(n_counted_tokens, n_layers) int32 LRU misses at this capacity (same split as `replay`)."""
+        caps = self._pool_caps_by_layer(capacity_bytes)
+        return (self.needs > caps[None, :, None]).sum(axis=2, dtype=np.int32)
+
+    def _sorted_needs(self) -> list[np.ndarray]:
+        cached = self.__dict__.get("_sorted")
+        if cached is None:
+            if self.scope == "global":
+                cached = [np.sort(self.needs, axis=None)]
+            else:
+                cached = [np.sort(self.needs[:, layer, :], axis=None) for layer in range(self.needs.shape[1])]
+            object.__setattr__(self, "_sorted", cached)
+        return cached
+
+    def hit_count_at(self, capacity_bytes) -> int:
+        """Total LRU hits at this capacity: a binary search, not a replay."""
+        caps = self._pool_caps_by_layer(capacity_bytes)
+        sorted_needs = self._sorted_needs()
+        if self.scope == "global":
+            return int(np.searchsorted(sorted_needs[0], caps[0], side="right"))
+        return int(sum(np.searchsorted(s, c, side="right") for s, c in zip(sorted_needs, caps)))
+
+    def hit_rate_at(self, capacity_bytes) -> float:
+        """LRU hit rate of the counted look-ups at this capacity."""
+        return self.hit_count_at(capacity_bytes) / self.lookups if self.lookups else float("nan")
+
+
+def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_tokens: int = 0, *, n_experts: int | None = None) -> LruCurve:
+    """LRU hits at every capacity in one pass over the trace (byte stack distances).
+
+    Exact: ``curve.misses_at(c)`` equals ``replay(experts, "lru", c, ...).misses`` for every ``c``.
+
+    Parameters
+    ----------
+    experts : (n_tokens, n_layers, top_k) routed expert ids.
+    expert_bytes_by_layer : bytes of one routed expert in each MoE layer.
+    scope : ``"global"`` or ``"per-layer"`` (capacities passed to the curve are split like `replay`).
+    warmup_tokens : leading tokens that warm the cache and are not counted.
+
+    Returns
+    -------
+    LruCurve
+    """
+    from moesim.kernels.mrc import _lru_stack_needs
+
+    experts = _as_experts(experts)
+    n_tokens, n_layers, top_k = experts.shape
+    n_experts = _n_experts(experts, n_experts)
+    layer_bytes = _layer_bytes(expert_bytes_by_layer, n_layers)
+    warmup_tokens = _check_warmup(warmup_tokens, n_tokens)
+    if scope not in SCOPES:
+        raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
+    pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
+    n_pools = 1 if scope == "global" else n_layers
+    needs = np.empty((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
+    _lru_stack_needs(experts, n_experts, layer_bytes, pool_of_layer, n_pools, warmup_tokens, needs)
+    return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs.reshape(n_tokens - warmup_tokens, n_layers, top_k))
