@@ -1,0 +1,357 @@
+"""The sweep driver: resolve options, plan chunks, skip what is on disk, simulate the rest in
+parallel and write every chunk atomically.
+
+Chunks hold whole cells of one model and are defined over the full, ordered cell list, so a
+sweep killed after some chunks and run again computes exactly the missing chunks and writes
+the same files an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from moesim import __version__
+from moesim.errors import MoesimError
+from moesim.sweep import points as pts
+from moesim.sweep.compute import compute_cells
+from moesim.sweep.grading import Rubric, load_rubric
+from moesim.sweep.store import (
+    FORMATS,
+    SCHEMA_VERSION,
+    chunk_files,
+    partition_dir,
+    point_key,
+    read_meta,
+    read_table,
+    remove_stale_temps,
+    write_chunk,
+    write_meta,
+)
+
+DEFAULT_CHUNK_POINTS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOptions:
+    """Everything `moesim sweep` was asked, before resolution against the catalogs."""
+
+    models: str = "all"
+    devices: str = "all"
+    quants: str = "all"
+    strategies: str = "main"
+    contexts: str = "4096"
+    batches: str = "1"
+    hosts: str = "typical"
+    engine: str = "llama.cpp"
+    trace: str | None = None
+    preset: str | None = None
+    prompt_tokens: int = 512
+    seed: int = 0
+    fmt: str = "arrow"
+    grading: str | None = None
+    chunk_points: int = DEFAULT_CHUNK_POINTS
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    model: str
+    cells: tuple  # tuple[Cell, ...]
+    name: str  # file name inside the model partition
+    n_points: int
+    cost: float  # relative compute cost, to start expensive chunks first
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSummary:
+    out: str
+    points: int
+    computed: int
+    skipped: int
+    chunks_written: int
+    seconds: float
+    format: str
+
+
+def catalog_hashes() -> dict[str, str]:
+    """sha1 (12 hex) of each catalog data file group and of the trace presets, so a sweep knows
+    which catalog it was computed from."""
+    from importlib import resources
+
+    groups: dict[str, hashlib._Hash] = {}
+    for package, folder in (("moesim.catalog", "data"), ("moesim.traces_data", "presets")):
+        try:
+            root = resources.files(package).joinpath(folder)
+            entries = sorted(_walk(root), key=lambda item: item[0])
+        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+            continue
+        for rel, data in entries:
+            group = f"{folder}/{rel.split('/')[0]}" if "/" in rel else f"{folder}/{rel.rsplit('.', 1)[0]}"
+            digest = groups.setdefault(group, hashlib.sha1())
+            digest.update(rel.encode() + b"\0" + data)
+    return {name: digest.hexdigest()[:12] for name, digest in sorted(groups.items())}
+
+
+def _walk(node, prefix: str = ""):
+    for child in node.iterdir():
+        rel = f"{prefix}{child.name}"
+        if child.name.startswith((".", "__")):
+            continue
+        if child.is_dir():
+            yield from _walk(child, rel + "/")
+        elif child.is_file():
+            yield rel, child.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSweep:
+    options: SweepOptions
+    rubric: Rubric
+    cells: tuple  # tuple[Cell, ...]
+    config: dict  # the full resolved configuration, stored in the metadata
+
+
+def resolve(options: SweepOptions) -> ResolvedSweep:
+    """Validate options and resolve them against the catalogs (unknown ids -> MoesimError)."""
+    if options.fmt not in FORMATS:
+        raise MoesimError(f"unknown format '{options.fmt}' (use arrow or parquet)")
+    if options.trace is not None and options.preset is not None:
+        raise MoesimError("give either --trace or --preset, not both")
+    if options.chunk_points < 1:
+        raise MoesimError("--chunk-points must be >= 1")
+    rubric = load_rubric(options.grading)
+    contexts = pts.parse_int_list(options.contexts, "--contexts", 0)
+    batches = pts.parse_int_list(options.batches, "--batch", 1)
+    from moesim.catalog.engines import all_engines, get_engine
+
+    try:
+        engine = get_engine(options.engine).name
+    except MoesimError:
+        raise
+    except Exception:
+        from moesim.errors import unknown_id_error
+
+        raise unknown_id_error("engine", options.engine, [e.name for e in all_engines()]) from None
+    models = pts.resolve_models(options.models)
+    quants = pts.resolve_quants(options.quants, models)
+    targets = pts.resolve_targets(options.devices, options.hosts)
+    templates = pts.resolve_strategies(options.strategies)
+    trace_id, trace_path = pts.trace_identity(options.trace, options.preset)
+    entries = pts.model_entries(models, quants)
+    cells = pts.build_cells(entries, targets, templates, contexts, batches, engine, trace_id, trace_path)
+    if options.preset is not None:
+        cells = _with_preset_traces(cells, models, options)
+    config = {
+        "models": [{"alias": e.alias, "id": e.model_id, "quants": list(e.quants)} for e in entries],
+        "targets": [asdict(t) for t in targets],
+        "strategies": {kind: list(names) for kind, names in templates.items()},
+        "contexts": sorted(contexts),
+        "batches": sorted(batches),
+        "engines": [engine],
+        "traces": [trace_id],
+        "prompt_tokens": options.prompt_tokens,
+        "seed": options.seed,
+        "format": options.fmt,
+        "rubric": {"rubric_version": rubric.rubric_version, "sha1": rubric.digest, "source": rubric.source},
+    }
+    return ResolvedSweep(options, rubric, tuple(cells), config)
+
+
+def _with_preset_traces(cells, models, options: SweepOptions):
+    """`--preset P`: the timing model reads traces from files, so the preset is handed over by
+    name through the request's trace field resolved per model by the trace generator."""
+    from moesim.trace.generate import resolve_preset_trace
+
+    paths = {m.alias: resolve_preset_trace(m, options.preset, options.seed) for m in models}
+    return [
+        pts.Cell(c.model, c.model_id, c.quant, c.target, c.engine, c.context, c.batch, c.trace_id,
+                 paths[c.model], c.strategies, c.total_params)
+        for c in cells
+    ]
+
+
+def settings_of(meta: dict) -> dict:
+    """The parts of a sweep's metadata that change the values of a point (not its coverage):
+    two runs into one folder must agree on these, or the folder would mix incompatible rows."""
+    config = meta.get("config", {})
+    return {
+        "schema_version": meta.get("schema_version"),
+        "moesim_version": meta.get("moesim_version"),
+        "catalog_hashes": meta.get("catalog_hashes"),
+        "strategies": config.get("strategies"),
+        "prompt_tokens": config.get("prompt_tokens"),
+        "seed": config.get("seed"),
+        "format": config.get("format"),
+        "rubric": config.get("rubric"),
+    }
+
+
+def plan_chunks(cells, chunk_points: int, fmt: str) -> list[Chunk]:
+    """Consecutive whole cells of one model, up to `chunk_points` points per chunk."""
+    chunks: list[Chunk] = []
+    current: list = []
+
+    def close():
+        if not current:
+            return
+        keys = "\n".join(point_key(pts.cell_point_values(c, s)) for c in current for s in c.strategies)
+        name = f"part-{hashlib.sha1(keys.encode()).hexdigest()[:16]}{FORMATS[fmt]}"
+        n = sum(len(c.strategies) for c in current)
+        chunks.append(Chunk(current[0].model, tuple(current), name, n, float(n)))
+        current.clear()
+
+    size = 0
+    for cell in cells:
+        if current and (cell.model != current[0].model or size + len(cell.strategies) > chunk_points):
+            close()
+            size = 0
+        current.append(cell)
+        size += len(cell.strategies)
+    close()
+    return chunks
+
+
+def _cell_keys(cell) -> list[str]:
+    return [point_key(pts.cell_point_values(cell, s)) for s in cell.strategies]
+
+
+# Worker state: set once per process by the pool initializer, so chunks ship only their cells.
+_WORKER: dict = {}
+
+
+def _init_worker(out: str, rubric: Rubric, prompt_tokens: int, seed: int, fmt: str) -> None:
+    _WORKER.update(out=Path(out), rubric=rubric, prompt_tokens=prompt_tokens, seed=seed, fmt=fmt)
+
+
+def _run_chunk(chunk: Chunk) -> int:
+    table = compute_cells(list(chunk.cells), _WORKER["rubric"], _WORKER["prompt_tokens"], _WORKER["seed"])
+    write_chunk(partition_dir(_WORKER["out"], chunk.model) / chunk.name, table, _WORKER["fmt"])
+    return chunk.n_points
+
+
+def run_sweep(
+    options: SweepOptions,
+    out: str | Path,
+    jobs: int | None = None,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepSummary:
+    """Run (or resume) a sweep into `out`.
+
+    Parameters
+    ----------
+    options : what to sweep.
+    out : dataset folder; created if missing, resumed if it holds a compatible sweep.
+    jobs : worker processes (default: all cores); 1 computes in this process.
+    force : recompute every point even if it is on disk.
+    progress : called as progress(done_points, total_points) after each chunk.
+
+    Returns
+    -------
+    SweepSummary with point counts and elapsed seconds.
+    """
+    started = time.perf_counter()
+    resolved = resolve(options)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MoesimError(f"--out {out} exists and is not a directory")
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "moesim_version": __version__,
+        "catalog_hashes": catalog_hashes(),
+        "config": resolved.config,
+    }
+    old = read_meta(out) if out.is_dir() else None
+    if old is not None and not force and settings_of(old) != settings_of(meta):
+        changed = [k for k, v in settings_of(meta).items() if settings_of(old).get(k) != v]
+        raise MoesimError(
+            f"{out} holds a sweep made with different {', '.join(changed)}; "
+            "pass --force to recompute it or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    chunks = plan_chunks(resolved.cells, options.chunk_points, options.fmt)
+    total = sum(c.n_points for c in chunks)
+    planned_names = {(c.model, c.name) for c in chunks}
+    existing = chunk_files(out)
+    if force or (old is not None and settings_of(old) != settings_of(meta)):
+        # Same-named chunks are replaced atomically one by one; others would duplicate points.
+        for path in existing:
+            if (path.parent.name.removeprefix("model="), path.name) not in planned_names:
+                path.unlink()
+        present: set[str] = set()
+    else:
+        present = set()
+        for path in existing:
+            present.update(read_table(path, ["point_key"]).column("point_key").to_pylist())
+    if old is not None and not force:
+        meta["config"] = _merge_coverage(old.get("config", {}), resolved.config)
+    write_meta(out, meta)
+
+    todo: list[Chunk] = []
+    skipped = 0
+    for chunk in chunks:
+        if force:
+            todo.append(chunk)
+            continue
+        missing = tuple(c for c in chunk.cells if not set(_cell_keys(c)) <= present)
+        skipped += chunk.n_points - sum(len(c.strategies) for c in missing)
+        if not missing:
+            continue
+        if len(missing) == len(chunk.cells):
+            todo.append(chunk)
+        else:
+            todo.extend(plan_chunks(missing, options.chunk_points, options.fmt))
+    computed = sum(c.n_points for c in todo)
+    done = skipped
+    if progress:
+        progress(done, total)
+    todo.sort(key=lambda c: -c.cost)
+    init_args = (str(out), resolved.rubric, options.prompt_tokens, options.seed, options.fmt)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if jobs == 1 or len(todo) <= 1:
+        _init_worker(*init_args)
+        for chunk in todo:
+            done += _run_chunk(chunk)
+            if progress:
+                progress(done, total)
+    elif todo:
+        import multiprocessing
+
+        # fork: workers inherit imported modules and compiled kernels instead of re-importing.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
+                                 initializer=_init_worker, initargs=init_args) as pool:
+            futures = [pool.submit(_run_chunk, chunk) for chunk in todo]
+            try:
+                for future in as_completed(futures):
+                    done += future.result()
+                    if progress:
+                        progress(done, total)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return SweepSummary(str(out), total, computed, skipped, len(todo), time.perf_counter() - started, options.fmt)
+
+
+def _merge_coverage(old: dict, new: dict) -> dict:
+    """Union of what two compatible runs into one folder covered (models, targets, contexts...)."""
+    merged = dict(new)
+    by_alias = {m["alias"]: dict(m) for m in old.get("models", [])}
+    for model in new.get("models", []):
+        entry = by_alias.setdefault(model["alias"], dict(model))
+        entry["quants"] = list(dict.fromkeys(list(entry.get("quants", [])) + list(model["quants"])))
+    merged["models"] = list(by_alias.values())
+    targets = {(t["slug"], t["host"]): t for t in old.get("targets", [])}
+    for target in new.get("targets", []):
+        targets.setdefault((target["slug"], target["host"]), target)
+    merged["targets"] = list(targets.values())
+    for key in ("contexts", "batches", "engines", "traces"):
+        merged[key] = sorted(set(old.get(key, [])) | set(new.get(key, [])))
+    return merged
