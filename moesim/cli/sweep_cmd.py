@@ -12,6 +12,13 @@ from moesim.output import emit_json
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 
 
+def _console():
+    """A rich console; piped output gets a wide fixed width so tables are not squeezed to 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def _progress_reporter(enabled: bool):
     """A rich progress bar on a terminal (stderr), nothing otherwise."""
     if not enabled:
@@ -140,9 +147,7 @@ def report(sweep_dir, output, models, as_json):
     if as_json:
         emit_json({"html": output, "points": table.num_rows, "summary": rows})
         return
-    from rich.console import Console
-
-    print_summary(rows, Console())
+    print_summary(rows, _console())
     if output is not None:
         click.echo(f"report written to {output}")
 
@@ -173,10 +178,9 @@ def plan(device, host, model, sweep_dir, context, grading, top, as_json):
     if as_json:
         emit_json(result)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     table = Table(title=f"moesim plan: {device} (host {result['host']}, context {context})")
     for name in ("model", "quant", "strategy", "tok/s", "p95 tok/s", "grade", "why"):
         table.add_column(name)

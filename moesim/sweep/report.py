@@ -128,7 +128,7 @@ def _device_quant_plot(table: pa.Table, model: str, index: int) -> str:
 
 
 def _expert_cache_series(table: pa.Table, models: list[str], column: str) -> dict[str, list[tuple[float, float]]]:
-    mask = pc.starts_with(table.column("resolved_strategy"), "expert-cache") & table.column("fits")
+    mask = pc.and_(pc.starts_with(table.column("resolved_strategy"), "expert-cache"), table.column("fits"))
     rows = _rows(table.filter(mask), ["model", "quant", "device", "vram_capacity_bytes", column])
     series: dict[str, list[tuple[float, float]]] = {}
     for model in models:

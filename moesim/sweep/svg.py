@@ -38,7 +38,7 @@ def _open(svg_id: str, width: int, height: int, title: str) -> list[str]:
     return [
         f'<svg id="{escape(svg_id)}" class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-        f'<text x="{width / 2:.0f}" y="16" text-anchor="middle" class="title">{escape(title)}</text>',
+        f'<text x="8" y="16" class="title">{escape(title)}</text>',
     ]
 
 
@@ -58,7 +58,9 @@ def heatmap(svg_id: str, title: str, rows: list[str], cols: list[str], values: d
     finite = [v for v in values.values() if v is not None and math.isfinite(v) and v > 0]
     lo, hi = (math.log10(min(finite)), math.log10(max(finite))) if finite else (0.0, 1.0)
     span = hi - lo or 1.0
-    parts = _open(svg_id, width, height, title + (f" (colour: log {unit}, {fmt(10 ** lo)} to {fmt(10 ** hi)})" if finite else ""))
+    title += f" (colour: log {unit}, {fmt(10 ** lo)} to {fmt(10 ** hi)})" if finite else ""
+    width = max(width, 16 + 7 * len(title))
+    parts = _open(svg_id, width, height, title)
     for j, col in enumerate(cols):
         x = left + j * cell_w + cell_w / 2
         parts.append(f'<text x="{x:.0f}" y="{top - 4}" transform="rotate(-60 {x:.0f} {top - 4})" class="tick">{escape(col)}</text>')
