@@ -24,80 +24,137 @@ from moesim.kernels._jit import jit
 from moesim.kernels.core import item_sizes, link_after, new_lists, unlink
 
 
+QUEUE_ENTRIES_PER_EXPERT = 16
+
+
+@jit
+def _queue_regions(pool_of_layer, n_pools, n_experts):
+    """Start of each pool's region in the recency queue. Compaction keeps at most one live entry per
+    expert, so it runs at most once per (QUEUE_ENTRIES_PER_EXPERT - 1) x n_experts pushes; 16 makes its
+    cost negligible while the queue still fits in L2 for DeepSeek-sized pools (~1 MB of int32)."""
+    starts = np.zeros(n_pools + 1, np.int64)
+    for layer in range(pool_of_layer.shape[0]):
+        starts[pool_of_layer[layer] + 1] += QUEUE_ENTRIES_PER_EXPERT * n_experts
+    for p in range(n_pools):
+        starts[p + 1] += starts[p]
+    return starts
+
+
+@jit
+def _queue_compact(queue, where, start, head, tail):
+    """Drop stale entries from one pool's queue region, keeping the order of the live ones and moving
+    them to the front of the region. Returns the new tail (the new head is ``start``)."""
+    kept = start
+    for index in range(head, tail):
+        item = queue[index]
+        if where[item] == index:
+            queue[kept] = item
+            where[item] = kept
+            kept += 1
+    return kept
+
+
 @jit
 def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """Least recently used: a hit moves the expert to the head, a miss evicts from the tail."""
+    """Least recently used, as a queue of uses with lazy deletion.
+
+    Every use of a resident expert appends it to its pool's queue and records the entry's index in
+    ``where[expert]``; an entry is live only while it is its expert's latest, so the first live entry
+    from the head is the least recently used resident. A hit costs two stores and no pointer chasing
+    (a linked list serialises every look-up on the list head); compaction keeps the queue small."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
     sizes = item_sizes(item_bytes_by_layer, n_experts)
-    prev, nxt = new_lists(n_items, n_pools)
-    resident = np.zeros(n_items, np.bool_)
+    starts = _queue_regions(pool_of_layer, n_pools, n_experts)
+    queue = np.empty(starts[n_pools], np.int32)
+    heads = starts[:n_pools].copy()
+    tails = starts[:n_pools].copy()
+    where = np.full(n_items, -1, np.int32)  # index of the expert's live queue entry, -1: not resident
     used = np.zeros(n_pools, np.int64)
     for t in range(n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
             size = item_bytes_by_layer[layer]
             pool = pool_of_layer[layer]
-            head = n_items + pool
             capacity = pool_capacity[pool]
+            start = starts[pool]
+            end = starts[pool + 1]
+            # the pool's state lives in locals for the group so it stays in registers
+            head = heads[pool]
+            tail = tails[pool]
+            in_use = used[pool]
             misses = 0
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
-                if resident[item]:
-                    if nxt[head] != item:
-                        unlink(prev, nxt, item)
-                        link_after(prev, nxt, head, item)
-                else:
+                if where[item] < 0:
                     misses += 1
-                    in_use = used[pool]
                     while in_use + size > capacity and in_use > 0:
-                        victim = prev[head]
-                        unlink(prev, nxt, victim)
-                        resident[victim] = False
+                        victim = queue[head]
+                        while where[victim] != head:
+                            head += 1
+                            victim = queue[head]
+                        head += 1
+                        where[victim] = -1
                         in_use -= sizes[victim]
-                    if in_use + size <= capacity:
-                        link_after(prev, nxt, head, item)
-                        resident[item] = True
-                        in_use += size
-                    used[pool] = in_use
+                    if in_use + size > capacity:
+                        continue
+                    in_use += size
+                if tail == end:
+                    tail = _queue_compact(queue, where, start, head, tail)
+                    head = start
+                where[item] = tail
+                queue[tail] = item
+                tail += 1
+            heads[pool] = head
+            tails[pool] = tail
+            used[pool] = in_use
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
 
 
 @jit
 def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """First in, first out: hits change nothing, a miss evicts the oldest insertion."""
+    """First in, first out: hits change nothing, a miss evicts the oldest insertion. Each resident has
+    exactly one queue entry (no stale entries), so the queue is the FIFO itself."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
     sizes = item_sizes(item_bytes_by_layer, n_experts)
-    prev, nxt = new_lists(n_items, n_pools)
-    resident = np.zeros(n_items, np.bool_)
+    starts = _queue_regions(pool_of_layer, n_pools, n_experts)
+    queue = np.empty(starts[n_pools], np.int32)
+    head = starts[:n_pools].copy()
+    tail = starts[:n_pools].copy()
+    where = np.full(n_items, -1, np.int32)  # index of the expert's queue entry, -1: not resident
     used = np.zeros(n_pools, np.int64)
     for t in range(n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
             size = item_bytes_by_layer[layer]
             pool = pool_of_layer[layer]
-            head = n_items + pool
             capacity = pool_capacity[pool]
             misses = 0
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
-                if not resident[item]:
-                    misses += 1
-                    in_use = used[pool]
-                    while in_use + size > capacity and in_use > 0:
-                        victim = prev[head]
-                        unlink(prev, nxt, victim)
-                        resident[victim] = False
-                        in_use -= sizes[victim]
-                    if in_use + size <= capacity:
-                        link_after(prev, nxt, head, item)
-                        resident[item] = True
-                        in_use += size
-                    used[pool] = in_use
+                if where[item] >= 0:
+                    continue
+                misses += 1
+                in_use = used[pool]
+                while in_use + size > capacity and in_use > 0:
+                    victim = queue[head[pool]]
+                    head[pool] += 1
+                    where[victim] = -1
+                    in_use -= sizes[victim]
+                used[pool] = in_use
+                if in_use + size <= capacity:
+                    used[pool] = in_use + size
+                    position = tail[pool]
+                    if position == starts[pool + 1]:
+                        position = _queue_compact(queue, where, starts[pool], head[pool], position)
+                        head[pool] = starts[pool]
+                    where[item] = position
+                    queue[position] = item
+                    tail[pool] = position + 1
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
 
@@ -263,6 +320,18 @@ def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     residents used later than the new expert are evicted furthest-first until it fits; if it still does
     not fit it bypasses the cache. With one expert size this is the optimal offline policy; with mixed
     sizes it is the classic size-unaware heuristic (not optimal)."""
+    _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out, True)
+
+
+@jit
+def _replay_belady_demand(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
+    """Belady without bypass (demand paging, libCacheSim's `Belady`): every miss is inserted, evicting
+    the residents with the furthest next use. Optimal among policies that must insert every miss."""
+    _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out, False)
+
+
+@jit
+def _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out, bypass):
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
@@ -293,7 +362,7 @@ def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
                     misses += 1
                     while used[pool] + size > capacity and count[pool] > 0:
                         victim = heap[start]
-                        if next_use[victim] <= upcoming:
+                        if bypass and next_use[victim] <= upcoming:
                             break
                         heap_pos[victim] = -1
                         used[pool] -= sizes[victim]

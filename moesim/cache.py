@@ -33,9 +33,10 @@ class PolicyKind(IntEnum):
     STATIC = 4
     BELADY = 5
     S3FIFO = 6
+    BELADY_DEMAND = 7  # Belady without bypass (libCacheSim's `Belady`): every miss is inserted
 
     def __str__(self) -> str:
-        return self.name.lower()
+        return self.name.lower().replace("_", "-")
 
     @classmethod
     def from_str(cls, name: "str | PolicyKind") -> "PolicyKind":
@@ -46,7 +47,7 @@ class PolicyKind(IntEnum):
         aliases = {"opt": "belady", "min": "belady", "pin": "static", "pinned": "static"}
         key = aliases.get(key, key)
         for kind in cls:
-            if str(kind) == key:
+            if str(kind).replace("-", "") == key:
                 return kind
         from moesim.errors import unknown_id_error
 
@@ -63,6 +64,7 @@ def _kernel(kind: PolicyKind):
         PolicyKind.STATIC: policies._replay_static,
         PolicyKind.BELADY: policies._replay_belady,
         PolicyKind.S3FIFO: policies._replay_s3fifo,
+        PolicyKind.BELADY_DEMAND: policies._replay_belady_demand,
     }[kind]
 
 
@@ -234,7 +236,7 @@ def replay(
     prefetch : ``None`` or a `moesim.prefetch.PrefetchSpec` (LRU only): speculative loads of the next
         layer's experts; prefetched experts that are then used count as hits.
     n_experts : routed experts per layer (default: largest id + 1).
-    next_use : `next_use_times(experts)` when already computed (Belady only).
+    next_use : `next_use_times(experts)` when already computed (Belady policies only).
 
     Returns
     -------
@@ -258,7 +260,7 @@ def replay(
             experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, prefetch, misses
         )
     else:
-        if kind is PolicyKind.BELADY:
+        if kind in (PolicyKind.BELADY, PolicyKind.BELADY_DEMAND):
             aux = next_use_times(experts, n_experts) if next_use is None else np.asarray(next_use, np.int64)
             if aux.shape != (experts.size,):
                 raise MoesimError("next_use must hold one entry per look-up")

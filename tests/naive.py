@@ -128,8 +128,9 @@ def static(experts, capacity, layer_bytes, scope="global", warmup=0):
     return _tally(experts, warmup, ((t, layer, (layer, e) in pinned) for t, layer, e in lookups(experts)))
 
 
-def belady(experts, capacity, layer_bytes, scope="global", warmup=0):
-    """MIN with bypass: evict residents whose next use is later than the newcomer's, furthest first."""
+def belady(experts, capacity, layer_bytes, scope="global", warmup=0, bypass=True):
+    """MIN with bypass: evict residents whose next use is later than the newcomer's, furthest first.
+    Without bypass every miss is inserted, evicting the furthest next uses."""
     pool_of, caps = pools(scope, capacity, layer_bytes)
     seq = list(lookups(experts))
     n = len(seq)
@@ -149,9 +150,9 @@ def belady(experts, capacity, layer_bytes, scope="global", warmup=0):
                 cache[key] = next_use[i]
                 yield t, layer, True
                 continue
-            while cache and len(cache) * 0 + sum(int(layer_bytes[k[0]]) for k in cache) + size > cap:
+            while cache and sum(int(layer_bytes[k[0]]) for k in cache) + size > cap:
                 victim = max(cache, key=lambda k: cache[k])
-                if cache[victim] <= next_use[i]:
+                if bypass and cache[victim] <= next_use[i]:
                     break
                 del cache[victim]
             if sum(int(layer_bytes[k[0]]) for k in cache) + size <= cap:
@@ -214,7 +215,19 @@ def s3fifo(experts, capacity, layer_bytes, scope="global", warmup=0):
     return _tally(experts, warmup, events())
 
 
-POLICIES = {"lru": lru, "lfu": lfu, "fifo": fifo, "static": static, "belady": belady, "s3fifo": s3fifo}
+def belady_demand(experts, capacity, layer_bytes, scope="global", warmup=0):
+    return belady(experts, capacity, layer_bytes, scope, warmup, bypass=False)
+
+
+POLICIES = {
+    "lru": lru,
+    "lfu": lfu,
+    "fifo": fifo,
+    "static": static,
+    "belady": belady,
+    "s3fifo": s3fifo,
+    "belady-demand": belady_demand,
+}
 
 
 def lru_needs(experts, layer_bytes, scope="global", warmup=0):
