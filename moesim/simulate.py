@@ -1,11 +1,25 @@
 """Public entry points of the timing model: one point (`simulate`) or many (`simulate_many`).
 
 CONTRACT between the timing model (issue 5) and the sweep (issue 6) -- extend, do not rename.
+
+Pipeline per point: catalog -> footprint (bytes per layer, per expert) -> hierarchy (tiers and
+links of the machine) -> placement (where every byte lives; refuses what does not fit) ->
+routing trace (which experts each token picks; cache misses from the one-pass LRU curve) ->
+timing (per-token decode seconds, prefill roofline).  `simulate_many` shares everything that
+does not depend on the point: one footprint per (model, quant), one trace and one LRU curve per
+model, one hierarchy per machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from moesim.errors import MoesimError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +63,408 @@ class SimResult:
     decode_tok_s_low: float = float("nan")  # uncertainty band from calibration residuals of the group
     decode_tok_s_high: float = float("nan")
     llama_cpp_command: str = ""
+    group: str = ""  # calibration group: dense-in-vram, moe-offload, unified, cpu-only, multi-gpu
+    candidates: dict[str, float] = field(default_factory=dict)  # auto: decode tok/s of every fitting candidate
+
+
+# Decode steps timed per point and the warm-up that fills caches before timing starts.
+DECODE_STEPS = 256
+WARMUP_STEPS = 128
+# Sequences in the synthetic trace: batched decode takes the union of their experts per step.
+TRACE_SEQS = 8
+
+NAN = float("nan")
 
 
 def simulate(request: SimRequest) -> SimResult:
-    raise NotImplementedError  # issue 5
+    """Simulate one point (see `simulate_many`)."""
+    return simulate_many([request])[0]
 
 
 def simulate_many(requests: list[SimRequest]) -> list[SimResult]:
-    """Many points at once, sharing footprints, traces and miss-ratio curves between them."""
-    raise NotImplementedError  # issue 5
+    """Many points at once, sharing footprints, traces and miss-ratio curves between them.
+
+    Raises MoesimError (one line) for input that cannot be simulated at all: unknown ids,
+    negative sizes, impossible strategies (ngl:-1, tp:3 on one GPU).  Placements that merely do
+    not fit come back as results with fits=False and the reason.
+    """
+    session = _SESSION
+    return [session.run(r) for r in requests]
+
+
+# ----------------------------------------------------------------------------- shared state
+
+
+class _Session:
+    """Caches shared by every point: cleared only when the process ends (catalogs are static)."""
+
+    def __init__(self):
+        self.models: dict = {}
+        self.profiles: dict = {}
+        self.routings: dict = {}
+        self.machines: dict = {}
+        self.engines: dict = {}
+        self.overheads: dict = {}
+        self.bands = None
+
+    # -- catalog lookups ----------------------------------------------------------------
+    def model(self, name: str):
+        got = self.models.get(name)
+        if got is None:
+            from moesim.catalog.models import get_model
+
+            got = get_model(name)
+            self.models[name] = got
+        return got
+
+    def engine(self, name: str):
+        got = self.engines.get(name)
+        if got is None:
+            from moesim.catalog.engines import get_engine
+
+            got = get_engine(name)
+            self.engines[name] = got
+        return got
+
+    def profile(self, model, quant: str, kv_type: str, mla_layout: str):
+        key = (model.id, quant, kv_type, mla_layout)
+        got = self.profiles.get(key)
+        if got is None:
+            got = build_profile(model, quant, kv_type, mla_layout)
+            self.profiles[key] = got
+        return got
+
+    def routing(self, model, trace_path: str | None, seed: int):
+        from moesim.timing import RoutingStats, dense_routing
+
+        key = (model.id, trace_path, seed)
+        got = self.routings.get(key)
+        if got is None:
+            if not model.is_moe:
+                got = dense_routing(DECODE_STEPS)
+            else:
+                got = load_routing(model, trace_path, seed)
+            self.routings[key] = got
+        return got
+
+    def machine(self, req: SimRequest, engine):
+        key = (req.device, req.device_count, req.host, req.host_overrides, engine.name)
+        got = self.machines.get(key)
+        if got is None:
+            got = resolve_machine(req, engine)
+            self.machines[key] = got
+        return got
+
+    def overhead(self, model, engine, context: int, batch: int) -> float:
+        key = (model.id, engine.name, context, batch)
+        got = self.overheads.get(key)
+        if got is None:
+            from moesim.footprint import runtime_overhead_bytes
+
+            got = float(runtime_overhead_bytes(model, engine, context, batch))
+            self.overheads[key] = got
+        return got
+
+    # -- one point ----------------------------------------------------------------------
+    def run(self, req: SimRequest) -> SimResult:
+        _check_request(req)
+        from moesim.placement import auto_candidates, llama_cpp_command, parse_strategy, place
+        from moesim.timing import decode_timing, prefill_timing
+
+        spec = parse_strategy(req.strategy)
+        model = self.model(req.model)
+        engine = self.engine(req.engine)
+        profile = self.profile(model, req.quant, req.kv_type, engine.mla_kv_layout)
+        hier, host = self.machine(req, engine)
+        overhead = self.overhead(model, engine, req.context, req.batch)
+        routing = self.routing(model, req.trace, req.seed)
+
+        if spec.kind == "auto":
+            candidates = auto_candidates(profile, hier, req.context, req.batch, overhead)
+        else:
+            candidates = [spec]
+        best = None
+        refused = []
+        tried: dict[str, float] = {}
+        for cand in candidates:
+            pl = place(cand, profile, hier, req.context, req.batch, overhead)
+            if not pl.fits:
+                refused.append(pl)
+                continue
+            dec = decode_timing(profile, pl, hier, routing, req.context, req.batch)
+            mean_step = float(dec.step_s.mean())
+            tok_s = req.batch / mean_step if mean_step > 0 else NAN
+            tried[pl.strategy] = tok_s
+            if best is None or tok_s > best[2]:
+                best = (pl, dec, tok_s)
+
+        kv_bytes = int(round(profile.kv_bytes(req.context, req.batch)))
+        file_name = f"{model.alias or model.id.split('/')[-1]}-{req.quant}.gguf"
+        if best is None:
+            pl = refused[0] if refused else None
+            reason = pl.reason if pl is not None else "no placement fits"
+            if spec.kind == "auto" and len(refused) > 1:
+                reason = "no candidate fits: " + " | ".join(p.reason for p in refused)
+            return SimResult(
+                request=req, strategy=pl.strategy if (pl is not None and spec.kind != "auto") else spec.name,
+                fits=False, reason=reason,
+                decode_tok_s=NAN, latency_mean_s=NAN, latency_p50_s=NAN, latency_p95_s=NAN, latency_p99_s=NAN,
+                prefill_tok_s=NAN, ttft_s=NAN, hit_rate=NAN,
+                weights_bytes=int(profile.weights_bytes), kv_cache_bytes=kv_bytes,
+                assumptions=dict(hier.assumptions), llama_cpp_command="",
+                group=_group(hier, None, profile),
+            )
+
+        pl, dec, tok_s = best
+        pre = prefill_timing(profile, pl, hier, engine, req.prompt_tokens, 0)
+        steps = dec.step_s
+        p50, p95, p99 = np.percentile(steps, [50, 95, 99])
+        mean_step = float(steps.mean())
+        ttft = pre.seconds + float(steps[0]) if req.prompt_tokens > 0 else float(steps[0])
+        group = _group(hier, pl, profile)
+        low, high = self.band(group, tok_s)
+        assumptions = dict(hier.assumptions)
+        assumptions.update(
+            hit_rate=None if math.isnan(dec.hit_rate) else round(dec.hit_rate, 4),
+            cache_experts_per_layer=pl.cache_experts_per_layer if pl.cache_experts_per_layer else None,
+            notes=list(pl.notes),
+            trace=req.trace or "synthetic (model family preset)",
+            decode_steps=int(len(steps)),
+            prefill_breakdown_s={k: round(v, 6) for k, v in pre.breakdown_s.items()},
+        )
+        return SimResult(
+            request=req, strategy=pl.strategy, fits=True, reason=pl.reason,
+            decode_tok_s=tok_s, latency_mean_s=mean_step,
+            latency_p50_s=float(p50), latency_p95_s=float(p95), latency_p99_s=float(p99),
+            prefill_tok_s=pre.tok_s, ttft_s=ttft, hit_rate=dec.hit_rate,
+            weights_bytes=int(profile.weights_bytes), kv_cache_bytes=kv_bytes,
+            bytes_by_tier=dict(pl.bytes_by_tier), bytes_per_token_by_link=dec.bytes_per_token_by_link,
+            time_breakdown_s=dec.breakdown_s, assumptions=assumptions,
+            decode_tok_s_low=low, decode_tok_s_high=high,
+            llama_cpp_command=llama_cpp_command(pl.strategy, file_name, req.context, req.batch, pl.n_gpus),
+            group=group, candidates=tried if spec.kind == "auto" else {},
+        )
+
+    def band(self, group: str, tok_s: float) -> tuple[float, float]:
+        if self.bands is None:
+            from moesim.validate import load_bands
+
+            self.bands = load_bands()
+        q = self.bands.get(group)
+        if not q or not math.isfinite(tok_s):
+            return NAN, NAN
+        return tok_s * math.exp(q["log_ratio_low"]), tok_s * math.exp(q["log_ratio_high"])
+
+
+_SESSION = _Session()
+
+
+def clear_caches() -> None:
+    """Forget every cached footprint, trace and machine (tests that swap catalogs use this)."""
+    global _SESSION
+    _SESSION = _Session()
+
+
+def _group(hier, pl, profile) -> str:
+    """Calibration group of a point (bands and validation are reported per group)."""
+    if hier.gpu_count == 0 or (pl is not None and pl.n_gpus == 0):
+        return "cpu-only"
+    if hier.unified:
+        return "unified"
+    if hier.gpu_count > 1:
+        return "multi-gpu"
+    if pl is None:
+        return "moe-offload" if profile.is_moe else "dense-in-vram"
+    from moesim.placement import GPU
+
+    all_vram = bool(pl.fixed_on_gpu.all()) and pl.output_on_gpu and bool((pl.expert_home == GPU).all())
+    return "dense-in-vram" if all_vram else "moe-offload"
+
+
+def _check_request(req: SimRequest) -> None:
+    for name in ("context", "batch", "prompt_tokens", "device_count", "seed"):
+        value = getattr(req, name)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise MoesimError(f"{name} must be an integer, got {value!r}")
+        if value < 0:
+            raise MoesimError(f"{name} must not be negative, got {value}")
+    if req.batch < 1:
+        raise MoesimError("batch must be at least 1")
+    if req.device_count < 1:
+        raise MoesimError("device count must be at least 1")
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def build_profile(model, quant: str, kv_type: str = "f16", mla_layout: str = "absorbed"):
+    """Bytes and parameters per layer / per expert of (model, quant) from the footprint."""
+    from moesim.catalog.quants import get_quant
+    from moesim.footprint import footprint, kv_cache_bytes
+    from moesim.placement import ModelProfile
+
+    scheme = get_quant(quant) if isinstance(quant, str) else quant
+    fp = footprint(model, scheme)
+    L = int(model.n_layers)
+    params = _layer_params(model)
+    by_layer = np.zeros(L)
+    raw = np.asarray(fp.bytes_by_layer, dtype=np.float64)
+    by_layer[: min(L, raw.size)] = raw[:L]
+    moe_layers = np.asarray(model.moe_layers, dtype=np.int64)
+    per_expert_all = np.asarray(fp.routed_expert_bytes_by_layer, dtype=np.float64)
+    if per_expert_all.size == L:
+        expert_bytes = per_expert_all[moe_layers] if moe_layers.size else np.zeros(0)
+    else:  # tolerate a per-MoE-layer tuple
+        expert_bytes = per_expert_all[: moe_layers.size]
+    E = int(model.n_routed_experts)
+    fixed = by_layer.copy()
+    if moe_layers.size:
+        fixed[moe_layers] -= expert_bytes * E
+    fixed = np.maximum(fixed, 0.0)
+    # split a layer's always-on bytes into attention and FFN by parameter share (same layer, same
+    # quantization rules: the bit widths differ by a few percent at most)
+    fixed_params = params["fixed"]
+    ffn_params = params["ffn"]
+    share = np.divide(ffn_params, fixed_params, out=np.zeros(L), where=fixed_params > 0)
+    ffn_bytes = fixed * share
+    cat = fp.bytes_by_category
+    output_bytes = float(cat.get("output", 0) or 0)
+    embedding_bytes = float(cat.get("embedding", 0) or 0)
+    if output_bytes == 0 and model.tie_word_embeddings:
+        output_bytes = embedding_bytes  # tied head: the embedding matrix is read as the output layer
+    kv_one = float(kv_cache_bytes(model, 1, kv_type=kv_type, mla_layout=mla_layout, batch=1))
+    kv_layer = np.full(L, kv_one / L)
+    window = np.zeros(L, np.int64)
+    w = tuple(model.attention_window_by_layer or ())
+    if len(w) == L:
+        window[:] = w
+    return ModelProfile(
+        model_id=model.id, quant=scheme.id, n_layers=L, hidden_size=int(model.hidden_size),
+        layer_fixed_bytes=fixed, layer_fixed_params=fixed_params, layer_ffn_bytes=ffn_bytes, layer_ffn_params=ffn_params,
+        moe_layers=moe_layers, expert_bytes=expert_bytes.astype(np.float64), expert_params=params["expert"][moe_layers] if moe_layers.size else np.zeros(0),
+        n_experts=E, top_k=int(model.top_k), output_bytes=output_bytes, output_params=params["output"],
+        embedding_bytes=embedding_bytes, weights_bytes=float(fp.weights_bytes),
+        kv_bytes_per_token_layer=kv_layer, kv_window=window,
+        attn_flops_per_ctx_token_layer=np.full(L, _attn_flops_per_ctx(model)),
+    )
+
+
+_PARAM_CACHE: dict = {}
+
+
+def _layer_params(model) -> dict:
+    """Parameters per layer by role (quantization independent; cached per model)."""
+    got = _PARAM_CACHE.get(model.id)
+    if got is not None:
+        return got
+    L = int(model.n_layers)
+    fixed = np.zeros(L)
+    ffn = np.zeros(L)
+    routed = np.zeros(L)
+    output = 0.0
+    embedding = 0.0
+    for t in model.tensors():
+        n = float(t.n_params)
+        if t.category == "routed_expert":
+            if 0 <= t.layer < L:
+                routed[t.layer] += n
+        elif t.category == "output":
+            output += n
+        elif t.category == "embedding":
+            embedding += n
+        elif 0 <= t.layer < L:
+            fixed[t.layer] += n
+            if t.category in ("dense_ffn", "shared_expert"):
+                ffn[t.layer] += n
+    if output == 0 and model.tie_word_embeddings:
+        output = embedding
+    E = max(1, int(model.n_routed_experts))
+    got = {"fixed": fixed, "ffn": ffn, "expert": routed / E, "output": output}
+    _PARAM_CACHE[model.id] = got
+    return got
+
+
+def _attn_flops_per_ctx(model) -> float:
+    """Flops per query token per cached token per layer (scores + weighted sum)."""
+    if getattr(model, "attention", "") == "mla" and model.kv_lora_rank:
+        # absorbed MLA: scores over kv_lora + rope dims, values over kv_lora dims, every head
+        return 2.0 * model.n_heads * (model.kv_lora_rank + model.qk_rope_head_dim) + 2.0 * model.n_heads * model.kv_lora_rank
+    return 4.0 * model.n_heads * model.head_dim
+
+
+def load_routing(model, trace_path: str | None, seed: int):
+    """RoutingStats for a model: from a trace file, or the model family's synthetic preset."""
+    from moesim.timing import RoutingStats
+
+    if trace_path is not None:
+        from moesim.trace.format import read_trace
+
+        if not os.path.exists(trace_path):
+            raise MoesimError(f"trace file not found: {trace_path}")
+        trace = read_trace(trace_path)
+        meta = trace.meta
+        if (meta.n_routed_experts != model.n_routed_experts or meta.top_k != model.top_k
+                or len(meta.moe_layers) != len(model.moe_layers)):
+            raise MoesimError(
+                f"trace {os.path.basename(trace_path)} is for {meta.model_id} ({len(meta.moe_layers)} MoE layers x "
+                f"{meta.n_routed_experts} experts, top-{meta.top_k}), not {model.id} ({len(model.moe_layers)} x "
+                f"{model.n_routed_experts}, top-{model.top_k})")
+        dec = trace.decode_only()
+        starts = list(dec.seq_starts()) + [dec.n_tokens]
+        seqs = [dec.experts[a:b] for a, b in zip(starts, starts[1:]) if b > a]
+        if not seqs:
+            raise MoesimError(f"trace {os.path.basename(trace_path)} has no decode tokens")
+        n_tok = min(len(s) for s in seqs)
+        # keep the longest sequence alone rather than cutting every stream to the shortest
+        if n_tok < 8:
+            seqs = [max(seqs, key=len)]
+            n_tok = len(seqs[0])
+        stacked = np.stack([s[:n_tok] for s in seqs])
+        warm = min(WARMUP_STEPS, n_tok // 3)
+        return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=warm)
+    from moesim.trace.generate import generate_trace
+
+    trace = generate_trace(model, n_tokens=WARMUP_STEPS + DECODE_STEPS, n_seqs=TRACE_SEQS, seed=seed)
+    dec = trace.decode_only()
+    per = WARMUP_STEPS + DECODE_STEPS
+    stacked = dec.experts.reshape(TRACE_SEQS, per, dec.n_moe_layers, dec.top_k)
+    return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=WARMUP_STEPS)
+
+
+_HOST_FIELDS = ("mem_type", "mem_channels", "mem_mts", "sockets", "cores", "ram_gb")
+
+
+def resolve_machine(req: SimRequest, engine):
+    """(Hierarchy, HostSpec) of the request's device(s) and host."""
+    from moesim.catalog.devices import get_device_class, get_host, resolve_target, typical_host
+    from moesim.hierarchy import build_hierarchy
+
+    device, count, system = resolve_target(req.device)
+    if system is None:
+        count = req.device_count
+    elif req.device_count not in (1, count):
+        raise MoesimError(f"{req.device} is a system of {count} devices; --device-count {req.device_count} contradicts it")
+    overrides = {}
+    for name, value in req.host_overrides:
+        if name not in _HOST_FIELDS:
+            raise MoesimError(f"unknown host setting '{name}' (known: {', '.join(_HOST_FIELDS)})")
+        if name != "mem_type":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise MoesimError(f"host {name} must be a positive number, got {value!r}")
+        overrides[name] = value
+    if device.kind == "cpu":
+        # a CPU-only target is its own host; device_count counts sockets
+        if count > 1 and "sockets" not in overrides:
+            overrides["sockets"] = count
+        host = get_host(req.host or device.slug, **overrides)
+        count = 1
+    elif req.host is not None:
+        host = get_host(req.host, **overrides)
+    else:
+        host = typical_host(system if system is not None else device)
+        if overrides:
+            host = dataclasses.replace(host, **overrides)
+    dclass = get_device_class(device.device_class)
+    hclass = get_device_class(host.device_class)
+    hier = build_hierarchy(device, count, system, host, dclass, hclass, engine)
+    return hier, host
