@@ -67,7 +67,7 @@ def fake_result(cell: Cell, strategy: str, weights: int) -> SimResult:
         latency_p99_s=latency * 1.5, prefill_tok_s=tok_s * 20, ttft_s=512 / (tok_s * 20), hit_rate=hit,
         weights_bytes=weights, kv_cache_bytes=GB // 2, bytes_by_tier=tiers,
         bytes_per_token_by_link={"vram": active, "pcie": active * (1 - (0 if math.isnan(hit) else hit))},
-        time_breakdown_s={"routed_gpu": latency * 0.6, "attention": latency * 0.3, "mystery": latency * 0.1},
+        time_breakdown_s={"experts_gpu": latency * 0.6, "attention_weights": latency * 0.3, "mystery": latency * 0.1},
         llama_cpp_command=f"llama-server -m {cell.model}-{cell.quant}.gguf --strategy {resolved}",
     )
 

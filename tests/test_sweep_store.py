@@ -41,7 +41,7 @@ def test_every_key_has_its_own_column():
         assert name in SCHEMA.names
     for name in ("weights_bytes", "vram_bytes", "host_bytes", "nvme_bytes", "fits", "decode_tok_s",
                  "decode_tok_s_p50", "decode_tok_s_p95", "prefill_tok_s", "ttft_s", "hit_rate",
-                 "bytes_per_token_pcie", "time_routed_gpu_s", "grade", "is_best", "llama_cpp_command"):
+                 "bytes_per_token_pcie", "time_experts_gpu_s", "grade", "is_best", "llama_cpp_command"):
         assert name in SCHEMA.names
 
 
@@ -71,8 +71,8 @@ def test_percentile_speeds_follow_latencies():
 def test_unknown_time_components_go_to_other():
     row = fake_rows()[0]
     assert row["time_other_s"] == pytest.approx(row["latency_mean_s"] * 0.1)
-    assert row["time_routed_gpu_s"] == pytest.approx(row["latency_mean_s"] * 0.6)
-    assert row["time_nvme_s"] == 0.0
+    assert row["time_experts_gpu_s"] == pytest.approx(row["latency_mean_s"] * 0.6)
+    assert row["time_nvme_page_in_s"] == 0.0
 
 
 def test_huge_model_on_small_gpu_is_graded_low():

@@ -34,9 +34,11 @@ CELL_COLUMNS: tuple[str, ...] = tuple(c for c in KEY_COLUMNS if c != "strategy")
 
 # Time breakdown components get one column each (`time_<name>_s`); anything else the timing
 # model reports is summed into time_other_s so the schema stays fixed across chunks.
+# Names follow the timing model's DecodeTiming.breakdown_s; overlap_hidden is negative (time that
+# CPU and GPU work hid from each other), so the components sum to the mean step latency.
 TIME_COMPONENTS: tuple[str, ...] = (
-    "attention", "dense_ffn", "shared_experts", "routed_gpu", "routed_cpu", "transfer", "nvme",
-    "interconnect", "output_head", "overhead",
+    "attention_weights", "kv_cache", "dense_ffn", "experts_gpu", "experts_cpu", "expert_fetch_link",
+    "nvme_page_in", "overlap_hidden", "output_head", "launch_overhead", "cpu_gpu_sync", "collectives",
 )
 LINKS: tuple[str, ...] = ("vram", "host_ram", "pcie", "nvme", "interconnect")
 TIERS: tuple[str, ...] = ("vram", "host", "nvme")
