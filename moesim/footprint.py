@@ -10,11 +10,19 @@ Sliding-window / chunked-attention layers hold at most `window` tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
-from moesim.catalog.models import CATEGORIES, ModelSpec, get_model
-from moesim.catalog.quants import QuantScheme, assign_types, get_quant, get_storage_type, tensor_bytes
+from moesim.catalog.models import CATEGORIES, ModelSpec, architecture_key, get_model
+from moesim.catalog.quants import (
+    QuantScheme,
+    assign_types,
+    get_quant,
+    get_storage_type,
+    tensor_bytes,
+    tensor_bytes_by_name,
+)
 from moesim.errors import MoesimError
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
@@ -55,13 +63,18 @@ def footprint(model: ModelSpec | str, quant: QuantScheme | str) -> Footprint:
     return _footprint(get_model(model), get_quant(quant))
 
 
-@functools.lru_cache(maxsize=2048)
 def _footprint(model: ModelSpec, quant: QuantScheme) -> Footprint:
+    key = architecture_key(model)
+    fp = _arch_footprint(key, quant)
+    if key is model:
+        return fp
+    return dataclasses.replace(fp, model_id=model.id)
+
+
+@functools.lru_cache(maxsize=2048)
+def _arch_footprint(model: ModelSpec, quant: QuantScheme) -> Footprint:
     types = assign_types(quant, model)
-    rows = []
-    for t in model.tensors():
-        stype = types[t.name]
-        rows.append((t, stype, tensor_bytes(get_storage_type(stype), t.shape)))
+    rows = [(t, types[t.name], tensor_bytes_by_name(types[t.name], t.shape)) for t in model.tensors()]
     return build_footprint(model, quant.id, rows, exact=False)
 
 

@@ -17,6 +17,7 @@ unsloth/DeepSeek-R1-GGUF), which the reference file sizes were measured on.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import tomllib
@@ -234,7 +235,21 @@ def _build_tensor_list(m: ModelSpec) -> list[TensorGroup]:
 
 @functools.lru_cache(maxsize=256)
 def _build_tensors(m: ModelSpec) -> tuple[TensorGroup, ...]:
+    key = architecture_key(m)
+    if key is not m:
+        return key.tensors()
     return tuple(_build_tensor_list(m))
+
+
+@functools.lru_cache(maxsize=512)
+def architecture_key(m: ModelSpec) -> ModelSpec:
+    """`m` with every field that does not change its tensors blanked: models sharing an architecture
+    (DeepSeek-V3/R1, the Qwen3 2507 releases) share one key, so derived tables are computed once."""
+    key = dataclasses.replace(
+        m, id="", alias="", family="", source="", max_context=0, note="",
+        stated_total_params_b=0.0, stated_active_params_b=0.0,
+    )
+    return m if key == m else key
 
 
 # ---------------------------------------------------------------------------------------------

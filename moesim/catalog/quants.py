@@ -163,6 +163,9 @@ def get_storage_type(name: str) -> StorageType:
     if isinstance(name, StorageType):
         return name
     types = _storage_types()
+    hit = types.get(name)
+    if hit is not None:
+        return hit
     hit = types.get(str(name).upper()) or next((t for n, t in types.items() if n.lower() == str(name).lower()), None)
     if hit is None:
         raise unknown_id_error("storage type", str(name), types)
@@ -237,6 +240,12 @@ def tensor_bytes(stype: StorageType | str, shape: tuple[int, ...]) -> int:
     return -(-bits // 8)
 
 
+@functools.lru_cache(maxsize=65536)
+def tensor_bytes_by_name(type_name: str, shape: tuple[int, ...]) -> int:
+    """`tensor_bytes` keyed by type name (cached: models repeat a handful of shapes many times)."""
+    return tensor_bytes(get_storage_type(type_name), shape)
+
+
 # ---------------------------------------------------------------------------------------------
 # which tensors may be quantized (llama.cpp tensor_allows_quantization)
 
@@ -304,14 +313,13 @@ _FALLBACK = {
 
 def _fallback(type_name: str, ne0: int) -> str:
     """llama.cpp tensor_type_fallback: a row length the block does not divide gets a smaller block."""
-    block = get_storage_type(type_name).block_size
-    if ne0 % block == 0:
+    if ne0 % _block(type_name) == 0:
         return type_name
     alt = _FALLBACK.get(type_name)
     if alt is None:
         # llama.cpp throws here; F16 is what it would choose for a still-incompatible shape
         return "F16"
-    if ne0 % get_storage_type(alt).block_size:
+    if ne0 % _block(alt):
         return "F16"
     return alt
 
@@ -321,31 +329,47 @@ def _llama_is_70b(model: ModelSpec) -> bool:
     return model.gguf_arch in ("llama", "qwen2") and model.n_layers == 80 and not model.is_moe
 
 
+@functools.lru_cache(maxsize=512)
+def _tensor_meta(model: ModelSpec) -> tuple[tuple[TensorGroup, int, bool], ...]:
+    return tuple((t, _category(t.name), tensor_allows_quantization(t)) for t in model.tensors())
+
+
+_BLOCK = {}
+
+
+def _block(type_name: str) -> int:
+    size = _BLOCK.get(type_name)
+    if size is None:
+        size = _BLOCK[type_name] = get_storage_type(type_name).block_size
+    return size
+
+
 def _llama_cpp_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
     """Mirror of llama_tensor_get_type for every tensor of `model` (walked in llama-quantize order)."""
     ftype = scheme.id
     default = scheme.default_type
+    meta = _tensor_meta(model)
     tensors = model.tensors()
     n_expert = model.n_routed_experts
     n_gqa = model.n_heads // max(1, model.n_kv_heads)
     n_layer = model.n_layers
     has_imatrix = scheme.imatrix
     tied = not any(t.name == "output.weight" for t in tensors)
-    n_attention_wv = sum(1 for t in tensors if _category(t.name) in (_TC_V, _TC_QKV, _TC_KV_B))
+    n_attention_wv = sum(1 for _, cat, _ in meta if cat in (_TC_V, _TC_QKV, _TC_KV_B))
     i_attention_wv = 0
     i_ffn_down = 0
     is_70b = _llama_is_70b(model)
     out: dict[str, str] = {}
+    default_quantized = _block(default) > 1
 
-    for t in tensors:
-        if not tensor_allows_quantization(t):
+    for t, cat, allowed in meta:
+        if not allowed:
             out[t.name] = "F32"
             continue
         new = default
-        if not get_storage_type(default).is_quantized:
+        if not default_quantized:
             out[t.name] = default  # F16/BF16/F32 files: no mixing logic, no fallback
             continue
-        cat = _category(t.name)
         # layer index as llama.cpp's layer_info gives it: parsed from the name for MoE models,
         # otherwise the running counter (one ffn tensor per layer, so the same number)
         i_layer = t.layer
@@ -354,7 +378,7 @@ def _llama_cpp_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
             nx = t.shape[0]
             if ftype == "MXFP4_MOE":
                 new = "Q8_0"
-            elif nx % get_storage_type(new).block_size != 0:
+            elif nx % _block(new) != 0:
                 new = "Q8_0"
             elif ftype in ("IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"):
                 new = "Q5_K"
@@ -478,8 +502,8 @@ def _llama_cpp_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
 def _rule_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
     """The generic rule engine for dynamic mixes and non-GGUF formats (first matching rule wins)."""
     out: dict[str, str] = {}
-    for t in model.tensors():
-        if not tensor_allows_quantization(t):
+    for t, _, allowed in _tensor_meta(model):
+        if not allowed:
             out[t.name] = scheme.keep_type
             continue
         chosen = scheme.default_type
@@ -493,9 +517,15 @@ def _rule_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
     return out
 
 
-@functools.lru_cache(maxsize=4096)
 def assign_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
     """Storage type name of every tensor of `model` under `scheme` (cached; do not mutate)."""
+    from moesim.catalog.models import architecture_key
+
+    return _assign_types(scheme, architecture_key(model))
+
+
+@functools.lru_cache(maxsize=4096)
+def _assign_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
     if scheme.kind == "gguf":
         return _llama_cpp_types(scheme, model)
     return _rule_types(scheme, model)
