@@ -233,7 +233,7 @@ def replay(
     expert_bytes_by_layer : bytes of one routed expert in each MoE layer.
     scope : ``"global"`` (one pool) or ``"per-layer"`` (one pool per layer).
     warmup_tokens : leading tokens that warm the cache and are not counted.
-    prefetch : ``None`` or a `moesim.prefetch.PrefetchSpec` (LRU only): speculative loads of the next
+    prefetch : ``None`` or a `PrefetchSpec` (LRU only): speculative loads of the next
         layer's experts; prefetched experts that are then used count as hits.
     n_experts : routed experts per layer (default: largest id + 1).
     next_use : `next_use_times(experts)` when already computed (Belady policies only).
@@ -254,8 +254,6 @@ def replay(
     if prefetch is not None:
         if kind is not PolicyKind.LRU:
             raise MoesimError(f"prefetch is modelled with the lru policy only, not {kind}")
-        from moesim.prefetch import run_prefetch_replay
-
         prefetch_result = run_prefetch_replay(
             experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, prefetch, misses
         )
@@ -270,6 +268,90 @@ def replay(
             aux = np.zeros(0, np.int64)
         _kernel(kind)(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, aux, misses)
     return _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result)
+
+
+PREDICTORS: tuple[str, ...] = ("oracle", "previous-token", "cooccurrence")
+
+
+@dataclass(frozen=True)
+class PrefetchSpec:
+    """How the next layer's experts are predicted and prefetched.
+
+    - ``oracle``: each routed expert is predicted with probability ``accuracy`` (seeded); a missed slot
+      names a uniformly random wrong expert instead.
+    - ``previous-token``: the experts the previous token routed to in the same layer.
+    - ``cooccurrence``: a table of which experts follow which (layer l -> layer l + 1), learned on the
+      warm-up prefix; the best-scoring successors of the experts just routed.
+    ``width``: experts prefetched per layer (default: top_k).
+    """
+
+    predictor: str = "oracle"
+    accuracy: float = 1.0
+    seed: int = 0
+    width: int | None = None
+
+    def __post_init__(self):
+        if self.predictor not in PREDICTORS:
+            from moesim.errors import unknown_id_error
+
+            raise unknown_id_error("predictor", self.predictor, PREDICTORS)
+        if not 0.0 <= self.accuracy <= 1.0:
+            raise MoesimError(f"prefetch accuracy must be in [0, 1], got {self.accuracy}")
+        if self.width is not None and self.width < 1:
+            raise MoesimError(f"prefetch width must be at least 1, got {self.width}")
+
+
+def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, warmup_tokens: int = 0) -> np.ndarray:
+    """(n_tokens, n_layers, width) int32 experts predicted for every position (-1 = no prediction)."""
+    from moesim.kernels import prefetch as kernels
+
+    experts = _as_experts(experts)
+    n_tokens, n_layers, top_k = experts.shape
+    n_experts = _n_experts(experts, n_experts)
+    width = top_k if spec.width is None else int(spec.width)
+    out = np.full((n_tokens, n_layers, width), -1, np.int32)
+    if spec.predictor == "oracle":
+        rng = np.random.default_rng(spec.seed)
+        keep = rng.random((n_tokens, n_layers, top_k)) < spec.accuracy
+        wrong = rng.integers(0, max(n_experts - top_k, 1), size=(n_tokens, n_layers, top_k))
+        guessed = np.empty((n_tokens, n_layers, top_k), np.int32)
+        kernels._predict_oracle(experts, n_experts, keep, wrong.astype(np.int64), guessed)
+        out[:, :, : min(width, top_k)] = guessed[:, :, : min(width, top_k)]
+    elif spec.predictor == "previous-token":
+        shared = min(width, top_k)
+        out[1:, :, :shared] = experts[:-1, :, :shared]
+    else:
+        if warmup_tokens < 2:
+            raise MoesimError("the cooccurrence predictor learns on the warm-up prefix: give at least 2 warm-up tokens")
+        counts = kernels._cooccurrence_counts(experts, n_experts, warmup_tokens)
+        order = np.argsort(-counts, axis=2, kind="stable")[:, :, :width]
+        best = np.take_along_axis(counts, order, axis=2)
+        successors = np.where(best > 0, order, -1).astype(np.int64)
+        kernels._predict_cooccurrence(experts, counts, successors, out)
+    return out
+
+
+def run_prefetch_replay(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, spec, misses):
+    """LRU replay with prefetch (see `kernels/prefetch.py`); fills ``misses`` and returns the traffic."""
+    from moesim.kernels.prefetch import _replay_lru_prefetch
+
+    if not isinstance(spec, PrefetchSpec):
+        raise MoesimError("prefetch must be a PrefetchSpec")
+    predicted = predict_experts(experts, spec, n_experts, warmup_tokens)
+    n_counted = experts.shape[0] - warmup_tokens
+    prefetch_bytes = np.zeros(n_counted, np.int64)
+    useful = np.zeros(n_counted, np.int64)
+    totals = np.zeros(3, np.int64)
+    _replay_lru_prefetch(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, predicted,
+                         misses, prefetch_bytes, useful, totals)
+    return PrefetchResult(
+        predictor=spec.predictor,
+        prefetch_bytes=prefetch_bytes,
+        useful_bytes=useful,
+        prefetch_bytes_total=int(totals[0]),
+        useful_bytes_total=int(totals[1]),
+        wasted_bytes_total=int(totals[2]),
+    )
 
 
 def _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result) -> ReplayResult:

@@ -248,3 +248,93 @@ def lru_needs(experts, layer_bytes, scope="global", warmup=0):
         if t >= warmup:
             needs.append(need)
     return needs
+
+
+def lru_prefetch(experts, capacity, layer_bytes, predicted, scope="global", warmup=0):
+    """LRU where, after each position's look-ups, the next position's predicted experts are loaded.
+    Returns (misses, prefetch bytes per counted token, useful bytes per counted token,
+    (prefetched, useful, wasted) totals)."""
+    pool_of, caps = pools(scope, capacity, layer_bytes)
+    n_tokens, n_layers, top_k = experts.shape
+    caches = [OrderedDict() for _ in caps]
+    pending = {}  # key -> counted?
+    misses = [[0] * n_layers for _ in range(n_tokens - warmup)]
+    fetched = [0] * (n_tokens - warmup)
+    useful = [0] * (n_tokens - warmup)
+    totals = [0, 0, 0]
+
+    def load(key, size, pool):
+        cache = caches[pool]
+        while cache and sum(cache.values()) + size > caps[pool]:
+            victim, victim_size = cache.popitem(last=False)
+            if pending.pop(victim, False):
+                totals[2] += victim_size
+        if sum(cache.values()) + size <= caps[pool]:
+            cache[key] = size
+            return True
+        return False
+
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            pool, size = pool_of[layer], int(layer_bytes[layer])
+            for k in range(top_k):
+                key = (layer, int(experts[t, layer, k]))
+                if key in caches[pool]:
+                    caches[pool].move_to_end(key)
+                    if key in pending and pending.pop(key):
+                        totals[1] += size
+                        if t >= warmup:
+                            useful[t - warmup] += size
+                else:
+                    if t >= warmup:
+                        misses[t - warmup][layer] += 1
+                    load(key, size, pool)
+            nt, nl = (t, layer + 1) if layer + 1 < n_layers else (t + 1, 0)
+            if nt >= n_tokens:
+                continue
+            npool, nsize = pool_of[nl], int(layer_bytes[nl])
+            for guess in predicted[nt, nl]:
+                key = (nl, int(guess))
+                if guess < 0 or key in caches[npool]:
+                    continue
+                if load(key, nsize, npool):
+                    pending[key] = t >= warmup
+                    if t >= warmup:
+                        totals[0] += nsize
+                        fetched[t - warmup] += nsize
+    totals[2] += sum(int(layer_bytes[k[0]]) for k, counted in pending.items() if counted)
+    return misses, fetched, useful, tuple(totals)
+
+
+def cooccurrence_predictions(experts, train_tokens, width):
+    """Score = summed counts of (previous-position expert -> candidate) learned on the first tokens,
+    over candidates among each previous expert's `width` best successors; keep the best `width`."""
+    n_tokens, n_layers, top_k = experts.shape
+
+    def following(t, layer):
+        return (t, layer + 1) if layer + 1 < n_layers else (t + 1, 0)
+
+    counts = {}
+    for t in range(min(train_tokens, n_tokens)):
+        for layer in range(n_layers):
+            nt, nl = following(t, layer)
+            if nt >= min(train_tokens, n_tokens):
+                continue
+            for a in experts[t, layer]:
+                for b in experts[nt, nl]:
+                    counts[(layer, int(a), int(b))] = counts.get((layer, int(a), int(b)), 0) + 1
+    out = np.full((n_tokens, n_layers, width), -1, np.int32)
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            pt, pl = (t, layer - 1) if layer > 0 else (t - 1, n_layers - 1)
+            if pt < 0:
+                continue
+            sources = [int(a) for a in experts[pt, pl]]
+            candidates = set()
+            for a in sources:
+                ranked = sorted(((-c, b) for (l2, a2, b), c in counts.items() if l2 == pl and a2 == a))
+                candidates.update(b for _, b in ranked[:width])
+            scored = sorted((-sum(counts.get((pl, a, b), 0) for a in sources), b) for b in candidates)
+            chosen = [b for s, b in scored if s < 0][:width]
+            out[t, layer, : len(chosen)] = chosen
+    return out
