@@ -168,8 +168,8 @@ class _Session:
     # -- one point ----------------------------------------------------------------------
     def run(self, req: SimRequest) -> SimResult:
         _check_request(req)
-        from moesim.placement import auto_candidates, llama_cpp_command, parse_strategy, place
-        from moesim.timing import decode_timing, prefill_timing
+        from moesim.placement import llama_cpp_command, parse_strategy
+        from moesim.timing import prefill_timing
 
         spec = parse_strategy(req.strategy)
         model = self.model(req.model)
@@ -179,24 +179,7 @@ class _Session:
         overhead = self.overhead(model, engine, req.context, req.batch)
         routing = self.routing(model, req.trace, req.seed)
 
-        if spec.kind == "auto":
-            candidates = auto_candidates(profile, hier, req.context, req.batch, overhead)
-        else:
-            candidates = [spec]
-        best = None
-        refused = []
-        tried: dict[str, float] = {}
-        for cand in candidates:
-            pl = place(cand, profile, hier, req.context, req.batch, overhead)
-            if not pl.fits:
-                refused.append(pl)
-                continue
-            dec = decode_timing(profile, pl, hier, routing, req.context, req.batch)
-            mean_step = float(dec.step_s.mean())
-            tok_s = req.batch / mean_step if mean_step > 0 else NAN
-            tried[pl.strategy] = tok_s
-            if best is None or tok_s > best[2]:
-                best = (pl, dec, tok_s)
+        best, refused, tried = choose_placement(spec, profile, hier, routing, req.context, req.batch, overhead)
 
         kv_bytes = int(round(profile.kv_bytes(req.context, req.batch)))
         file_name = f"{model.alias or model.id.split('/')[-1]}-{req.quant}.gguf"
@@ -259,10 +242,62 @@ class _Session:
 _SESSION = _Session()
 
 
+def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float):
+    """Place and time `spec` (auto: every candidate) -> (best, refused placements, tok/s by name).
+
+    `best` is (Placement, DecodeTiming, decode tok/s) of the fastest placement that fits, or None.
+    """
+    from moesim.placement import auto_candidates, place
+    from moesim.timing import decode_timing
+
+    candidates = auto_candidates(profile, hier, context, batch, overhead_bytes) if spec.kind == "auto" else [spec]
+    best = None
+    refused = []
+    tried: dict[str, float] = {}
+    for cand in candidates:
+        pl = place(cand, profile, hier, context, batch, overhead_bytes)
+        if not pl.fits:
+            refused.append(pl)
+            continue
+        dec = decode_timing(profile, pl, hier, routing, context, batch)
+        mean_step = float(dec.step_s.mean())
+        tok_s = batch / mean_step if mean_step > 0 else NAN
+        tried[pl.strategy] = tok_s
+        if best is None or tok_s > best[2]:
+            best = (pl, dec, tok_s)
+    return best, refused, tried
+
+
 def clear_caches() -> None:
     """Forget every cached footprint, trace and machine (tests that swap catalogs use this)."""
     global _SESSION
     _SESSION = _Session()
+
+
+def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float):
+    """Place and time `spec` (auto: every candidate) -> (best, refused placements, tok/s by name).
+
+    `best` is (Placement, DecodeTiming, decode tok/s) of the fastest placement that fits, or None.
+    """
+    from moesim.placement import auto_candidates, place
+    from moesim.timing import decode_timing
+
+    candidates = auto_candidates(profile, hier, context, batch, overhead_bytes) if spec.kind == "auto" else [spec]
+    best = None
+    refused = []
+    tried: dict[str, float] = {}
+    for cand in candidates:
+        pl = place(cand, profile, hier, context, batch, overhead_bytes)
+        if not pl.fits:
+            refused.append(pl)
+            continue
+        dec = decode_timing(profile, pl, hier, routing, context, batch)
+        mean_step = float(dec.step_s.mean())
+        tok_s = batch / mean_step if mean_step > 0 else NAN
+        tried[pl.strategy] = tok_s
+        if best is None or tok_s > best[2]:
+            best = (pl, dec, tok_s)
+    return best, refused, tried
 
 
 def _group(hier, pl, profile) -> str:
