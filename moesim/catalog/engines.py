@@ -21,3 +21,7 @@ class EngineProfile:
     gpu_bandwidth_efficiency_scale: float  # multiplies the device-class efficiency
     cpu_bandwidth_efficiency_scale: float
     source: str
+    # timing-model fields (issue 5); defaults are llama.cpp's behaviour, engines.toml may override
+    prefill_ubatch: int = 512  # tokens per prefill micro-batch (llama.cpp -ub default 512)
+    numa_duplicates_weights: bool = False  # CPU weights copied into every NUMA node (ktransformers dual socket)
+    dual_socket_bandwidth_fraction: float = 0.5  # share of 2-socket RAM bandwidth reached without duplication
