@@ -204,12 +204,15 @@ def runtime_overhead_bytes(model: ModelSpec | str, engine="llama.cpp", context: 
     batch x min(context, 512) (llama.cpp's default micro-batch), plus the f32 logits of one token
     per sequence.
     """
-    from moesim.catalog.engines import get_engine
-
     model = get_model(model)
     context = _check_nonneg("context", context)
     batch = _check_nonneg("batch", batch)
-    prof = get_engine(engine) if isinstance(engine, str) else engine
+    if isinstance(engine, str):
+        from moesim.catalog.engines import get_engine
+
+        prof = get_engine(engine)
+    else:
+        prof = engine
     in_flight = min(max(context, 1), UBATCH_TOKENS) * max(batch, 1)
     compute = prof.compute_buffer_bytes_per_token * in_flight
     logits = 4 * model.vocab_size * max(batch, 1)
