@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from moesim.simulate import SimRequest, SimResult
-from moesim.sweep.compute import best_index, result_row, rows_to_table
+from moesim.sweep.compute import results_table
 from moesim.sweep.grading import load_rubric
 from moesim.sweep.points import Cell, Target
 from moesim.sweep.store import SCHEMA_VERSION, partition_dir, write_chunk, write_meta
@@ -83,27 +85,25 @@ def fake_cells() -> list[tuple[Cell, int]]:
     return cells
 
 
+def fake_table(rubric=None):
+    cells = fake_cells()
+    results = [fake_result(cell, s, weights) for cell, weights in cells for s in cell.strategies]
+    return results_table([c for c, _ in cells], results, rubric or load_rubric())
+
+
 def fake_rows(rubric=None) -> list[dict]:
-    rubric = rubric or load_rubric()
-    rows = []
-    for cell, weights in fake_cells():
-        cell_rows = [result_row(cell, s, fake_result(cell, s, weights), rubric) for s in cell.strategies]
-        best = best_index(cell_rows)
-        for i, row in enumerate(cell_rows):
-            row["is_best"] = i == best
-        rows.extend(cell_rows)
-    return rows
+    return fake_table(rubric).to_pylist()
 
 
 def write_fake_sweep(out: Path, fmt: str = "arrow") -> Path:
     """A complete little sweep folder (two model partitions) as `moesim sweep` would write it."""
     rubric = load_rubric()
-    rows = fake_rows(rubric)
+    table = fake_table(rubric)
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, {"schema_version": SCHEMA_VERSION, "moesim_version": "test", "catalog_hashes": {},
                      "config": {"engines": ["llama.cpp"], "traces": ["preset:default"],
                                 "rubric": {"rubric_version": rubric.rubric_version}}})
     for alias, *_ in MODELS:
-        table = rows_to_table([r for r in rows if r["model"] == alias])
-        write_chunk(partition_dir(out, alias) / f"part-test{'.arrow' if fmt == 'arrow' else '.parquet'}", table, fmt)
+        part = table.filter(pc.equal(table.column("model"), alias))
+        write_chunk(partition_dir(out, alias) / f"part-test{'.arrow' if fmt == 'arrow' else '.parquet'}", part, fmt)
     return out

@@ -180,3 +180,46 @@ def test_unreadable_sweeps_are_one_line_errors(tmp_path):
 def test_nan_hit_rate_stays_null_free_float(tmp_path):
     rows = [r for r in fake_rows() if r["strategy"] == "gpu"]
     assert all(math.isnan(r["hit_rate"]) for r in rows)
+
+
+def test_best_mask_matches_reference_ranking():
+    """Vectorised is_best == the obvious per-cell max on random cells with ties and nans."""
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from moesim.sweep.compute import best_index, best_mask
+    from moesim.sweep.grading import GRADE_RANK
+
+    point = st.tuples(st.booleans(), st.sampled_from("SABCDF"), st.sampled_from([float("nan"), 0.5, 1.0, 2.0, 8.0]),
+                      st.sampled_from(["auto", "gpu", "cpu"]))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.lists(point, min_size=1, max_size=5), min_size=1, max_size=6))
+    def check(cells):
+        flat = [p for cell in cells for p in cell]
+        cell_of = np.repeat(np.arange(len(cells)), [len(c) for c in cells])
+        mask = best_mask(cell_of, np.array([p[0] for p in flat]), np.array([GRADE_RANK[p[1]] for p in flat]),
+                         np.array([p[2] for p in flat]), np.array([p[3] != "auto" for p in flat]))
+        start = 0
+        for cell in cells:
+            rows = [{"fits": f, "grade": g, "decode_tok_s": s, "strategy": n} for f, g, s, n in cell]
+            expected = best_index(rows)
+            assert mask[start:start + len(cell)].tolist() == [i == expected for i in range(len(cell))]
+            start += len(cell)
+
+    check()
+
+
+def test_refused_points_become_f_rows():
+    from moesim.sweep.compute import _Refused, results_table
+    from moesim.sweep.grading import load_rubric
+    from sweep_testing import fake_cells, fake_result
+
+    cell, weights = fake_cells()[0]
+    results = [fake_result(cell, s, weights) for s in cell.strategies]
+    results[1] = _Refused(cell.strategies[1], MoesimError("strategy tp:3 needs 3 GPUs"))
+    rows = results_table([cell], results, load_rubric()).to_pylist()
+    assert rows[1]["grade"] == "F" and not rows[1]["fits"] and "tp:3" in rows[1]["reason"]
+    assert rows[1]["strategy"] == cell.strategies[1] and not rows[1]["is_best"]
+    assert sum(r["is_best"] for r in rows) == 1

@@ -1,20 +1,45 @@
-"""Simulate cells and turn the results into rows of the sweep schema (grades and is_best included).
+"""Simulate cells and turn the results into columns of the sweep schema (grades and is_best included).
 
 Grades and is_best depend only on the points of one cell, and a chunk always holds whole
 cells, so a chunk's rows are final the moment it is written: a resumed sweep ends with exactly
 the rows an uninterrupted one writes.
+
+Rows are built column by column (one pass per field over the results, numpy for the derived
+columns) because a full sweep turns ~10^5..10^6 results into rows and a per-row dict would
+cost more than the simulation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
+import numpy as np
 import pyarrow as pa
 
 from moesim.errors import MoesimError
-from moesim.sweep.grading import GRADE_RANK, Rubric, grade_point
+from moesim.sweep.grading import GRADE_RANK, Rubric, grade_arrays
 from moesim.sweep.points import Cell, cell_point_values
-from moesim.sweep.store import LINKS, SCHEMA, TIERS, TIME_COMPONENTS, point_key, short_hash
+from moesim.sweep.store import KEY_COLUMNS, LINKS, SCHEMA, TIERS, TIME_COMPONENTS, point_key
+
+NAN = float("nan")
+
+
+class _Refused:
+    """Stands in for the SimResult of a point simulate_many refused with a MoesimError."""
+
+    fits = False
+    decode_tok_s = latency_mean_s = latency_p50_s = latency_p95_s = latency_p99_s = NAN
+    prefill_tok_s = ttft_s = hit_rate = decode_tok_s_low = decode_tok_s_high = NAN
+    weights_bytes = kv_cache_bytes = 0
+    llama_cpp_command = ""
+
+    def __init__(self, strategy: str, error: Exception):
+        self.strategy = strategy
+        self.reason = f"refused: {error}"
+        self.bytes_by_tier: dict = {}
+        self.bytes_per_token_by_link: dict = {}
+        self.time_breakdown_s: dict = {}
 
 
 def cell_requests(cell: Cell, prompt_tokens: int, seed: int) -> list:
@@ -41,7 +66,7 @@ def cell_requests(cell: Cell, prompt_tokens: int, seed: int) -> list:
 
 def _simulate(requests: list) -> list:
     """simulate_many over all requests; a batch refused with MoesimError is retried point by
-    point so one impossible placement becomes a not-fitting row instead of losing the chunk."""
+    point so one impossible placement becomes a refused row instead of losing the chunk."""
     from moesim.simulate import simulate_many
 
     try:
@@ -54,103 +79,140 @@ def _simulate(requests: list) -> list:
         try:
             results.append(simulate_many([request])[0])
         except MoesimError as exc:
-            results.append(exc)
+            results.append(_Refused(request.strategy, exc))
     return results
 
 
-def _float(value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return value
+def _floats(values) -> np.ndarray:
+    return np.array([NAN if v is None else v for v in values], dtype=np.float64)
 
 
-def _speed_at(latency_mean: float, latency: float, tok_s: float) -> float:
-    """tok/s at a latency percentile, scaled from the mean so batched decode keeps its meaning."""
-    if not (latency > 0 and latency_mean > 0 and math.isfinite(tok_s)):
-        return math.nan
-    return tok_s * latency_mean / latency
+def _key_affixes(cell: Cell) -> tuple[str, str]:
+    """The point key of a cell's strategies is prefix + strategy + suffix (see store.point_key)."""
+    key = point_key(cell_point_values(cell, "\0"))
+    prefix, suffix = key.split("\0")
+    return prefix, suffix
 
 
-def result_row(cell: Cell, strategy: str, result, rubric: Rubric) -> dict:
-    """One row of the sweep schema from a SimResult (or the MoesimError that refused the point)."""
-    values = cell_point_values(cell, strategy)
-    key = point_key(values)
-    row = {name: None for name in SCHEMA.names}
-    row.update(values)
-    row.update(
-        point_key=key,
-        point_hash=short_hash(key),
-        model_id=cell.model_id,
-        device_base=cell.target.device_base,
-        device_kind=cell.target.kind,
-        total_params=cell.total_params,
-        vram_capacity_bytes=cell.target.vram_capacity_bytes,
-        host_capacity_bytes=cell.target.host_capacity_bytes,
-        rubric_version=rubric.rubric_version,
-    )
-    if isinstance(result, Exception):
-        row.update(resolved_strategy=strategy, fits=False, reason=str(result), decode_tok_s=math.nan,
-                   grade="F", grade_notes=f"refused: {result}", llama_cpp_command="")
-        for name in SCHEMA.names:
-            if row[name] is None and pa.types.is_floating(SCHEMA.field(name).type):
-                row[name] = math.nan
-        return row
-    tiers = result.bytes_by_tier or {}
-    links = result.bytes_per_token_by_link or {}
-    breakdown = dict(result.time_breakdown_s or {})
-    weights = int(result.weights_bytes)
-    row.update(
-        resolved_strategy=result.strategy,
-        bits_per_weight=weights * 8 / cell.total_params if cell.total_params > 0 else math.nan,
-        weights_bytes=weights,
-        kv_cache_bytes=int(result.kv_cache_bytes),
-        fits=bool(result.fits),
-        reason=result.reason or "",
-        decode_tok_s=_float(result.decode_tok_s),
-        decode_tok_s_low=_float(result.decode_tok_s_low),
-        decode_tok_s_high=_float(result.decode_tok_s_high),
-        latency_mean_s=_float(result.latency_mean_s),
-        latency_p50_s=_float(result.latency_p50_s),
-        latency_p95_s=_float(result.latency_p95_s),
-        latency_p99_s=_float(result.latency_p99_s),
-        prefill_tok_s=_float(result.prefill_tok_s),
-        ttft_s=_float(result.ttft_s),
-        hit_rate=_float(result.hit_rate),
-        llama_cpp_command=result.llama_cpp_command or "",
-    )
-    row["decode_tok_s_p50"] = _speed_at(row["latency_mean_s"], row["latency_p50_s"], row["decode_tok_s"])
-    row["decode_tok_s_p95"] = _speed_at(row["latency_mean_s"], row["latency_p95_s"], row["decode_tok_s"])
+def compute_cells(cells: list[Cell], rubric: Rubric, prompt_tokens: int = 512, seed: int = 0) -> pa.Table:
+    """Simulate every strategy of every cell (one simulate_many call) into a sweep-schema table."""
+    requests = []
+    for cell in cells:
+        requests.extend(cell_requests(cell, prompt_tokens, seed))
+    return results_table(cells, _simulate(requests), rubric)
+
+
+def results_table(cells: list[Cell], results: list, rubric: Rubric) -> pa.Table:
+    """Rows for `results` (in cell order, one per strategy of each cell) in the sweep schema."""
+    n = len(results)
+    cell_of = np.repeat(np.arange(len(cells)), [len(c.strategies) for c in cells])
+    if len(cell_of) != n:
+        raise ValueError(f"{n} results for {len(cell_of)} points")
+    strategies = [s for c in cells for s in c.strategies]
+    cols: dict[str, object] = {}
+
+    def per_cell(getter, dtype=None):
+        values = [getter(c) for c in cells]
+        if dtype is None:
+            return [values[i] for i in cell_of.tolist()]
+        return np.asarray(values, dtype=dtype)[cell_of]
+
+    affixes = [_key_affixes(c) for c in cells]
+    keys = [affixes[ci][0] + s + affixes[ci][1] for ci, s in zip(cell_of.tolist(), strategies)]
+    cols["point_key"] = keys
+    cols["point_hash"] = [hashlib.sha1(k.encode()).hexdigest()[:8] for k in keys]
+    cell_values = [cell_point_values(c, "") for c in cells]
+    for name in KEY_COLUMNS:
+        if name == "strategy":
+            cols[name] = strategies
+            continue
+        values = [v[name] for v in cell_values]
+        if name in ("device_count", "context", "batch"):
+            cols[name] = np.asarray(values, dtype=np.int64)[cell_of]
+        else:
+            cols[name] = [values[i] for i in cell_of.tolist()]
+    cols["model_id"] = per_cell(lambda c: c.model_id)
+    cols["device_base"] = per_cell(lambda c: c.target.device_base)
+    cols["device_kind"] = per_cell(lambda c: c.target.kind)
+    total_params = per_cell(lambda c: c.total_params, np.int64)
+    cols["total_params"] = total_params
+    vram_cap = per_cell(lambda c: c.target.vram_capacity_bytes, np.int64)
+    host_cap = per_cell(lambda c: c.target.host_capacity_bytes, np.int64)
+    unified = per_cell(lambda c: c.target.kind == "unified", bool)
+    cols["vram_capacity_bytes"] = vram_cap
+    cols["host_capacity_bytes"] = host_cap
+
+    cols["resolved_strategy"] = [r.strategy for r in results]
+    weights = np.array([r.weights_bytes for r in results], dtype=np.int64)
+    cols["weights_bytes"] = weights
+    cols["kv_cache_bytes"] = np.array([r.kv_cache_bytes for r in results], dtype=np.int64)
+    cols["bits_per_weight"] = np.divide(weights * 8.0, total_params, out=np.full(n, NAN), where=total_params > 0)
+    tiers = {}
     for tier in TIERS:
-        row[f"{tier}_bytes"] = int(tiers.get(tier, 0))
+        tiers[tier] = np.array([int((r.bytes_by_tier or {}).get(tier, 0)) for r in results], dtype=np.int64)
+        cols[f"{tier}_bytes"] = tiers[tier]
+    fits = np.array([bool(r.fits) for r in results], dtype=bool)
+    cols["fits"] = fits
+    cols["reason"] = [r.reason or "" for r in results]
+    for name in ("decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "latency_mean_s", "latency_p50_s",
+                 "latency_p95_s", "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate"):
+        cols[name] = _floats([getattr(r, name) for r in results])
+    tok_s, mean = cols["decode_tok_s"], cols["latency_mean_s"]
+    # tok/s at a latency percentile, scaled from the mean so batched decode keeps its meaning
+    for pct in ("p50", "p95"):
+        lat = cols[f"latency_{pct}_s"]
+        ok = (lat > 0) & (mean > 0) & np.isfinite(tok_s)
+        cols[f"decode_tok_s_{pct}"] = np.divide(tok_s * mean, lat, out=np.full(n, NAN), where=ok)
     for link in LINKS:
-        row[f"bytes_per_token_{link}"] = _float(links.get(link, 0.0))
+        cols[f"bytes_per_token_{link}"] = _floats([(r.bytes_per_token_by_link or {}).get(link, 0.0) for r in results])
+    known = set(TIME_COMPONENTS)
     for name in TIME_COMPONENTS:
-        row[f"time_{name}_s"] = _float(breakdown.pop(name, 0.0))
-    row["time_other_s"] = float(sum(_float(v) for v in breakdown.values()))
-    fill = {}
-    if cell.target.vram_capacity_bytes > 0:
-        fill["vram"] = row["vram_bytes"] / cell.target.vram_capacity_bytes
-    if cell.target.host_capacity_bytes > 0 and cell.target.kind not in ("unified",):
-        fill["host"] = row["host_bytes"] / cell.target.host_capacity_bytes
-    grade = grade_point(
-        rubric,
-        fits=row["fits"],
-        decode_tok_s=row["decode_tok_s"],
-        weights_bytes=weights,
-        nvme_bytes=row["nvme_bytes"],
-        bits_per_weight=row["bits_per_weight"],
-        tier_fill=fill,
+        cols[f"time_{name}_s"] = _floats([(r.time_breakdown_s or {}).get(name, 0.0) for r in results])
+    cols["time_other_s"] = _floats(
+        [sum(v for k, v in (r.time_breakdown_s or {}).items() if k not in known) for r in results]
     )
-    row["grade"] = grade.grade
-    row["grade_notes"] = grade.notes
-    return row
+    cols["llama_cpp_command"] = [r.llama_cpp_command or "" for r in results]
+
+    vram_fill = np.divide(tiers["vram"], vram_cap, out=np.zeros(n), where=vram_cap > 0)
+    # on unified memory the pool is counted once, as VRAM
+    host_fill = np.divide(tiers["host"], host_cap, out=np.zeros(n), where=(host_cap > 0) & ~unified)
+    fill_max = np.maximum(vram_fill, host_fill)
+    fill_tier = np.where(host_fill > vram_fill, "host", "vram").tolist()
+    grades, notes = grade_arrays(rubric, fits=fits, decode_tok_s=tok_s, weights_bytes=weights,
+                                 nvme_bytes=tiers["nvme"], bits_per_weight=cols["bits_per_weight"],
+                                 fill_max=fill_max, fill_tier=fill_tier)
+    refused = [i for i, r in enumerate(results) if isinstance(r, _Refused)]
+    for i in refused:
+        grades[i], notes[i] = "F", results[i].reason
+    cols["grade"] = grades
+    cols["grade_notes"] = notes
+    cols["rubric_version"] = [rubric.rubric_version] * n
+    cols["is_best"] = best_mask(cell_of, fits, np.array([GRADE_RANK[g] for g in grades]), tok_s,
+                                np.array([s != "auto" for s in strategies], dtype=bool))
+    return pa.table({name: pa.array(cols[name], type=SCHEMA.field(name).type) for name in SCHEMA.names},
+                    schema=SCHEMA)
+
+
+def best_mask(cell_of: np.ndarray, fits: np.ndarray, grade_rank: np.ndarray, tok_s: np.ndarray,
+              explicit: np.ndarray) -> np.ndarray:
+    """One True per cell: the best point -- fitting first, then grade, then decode tok/s; on an
+    exact tie an explicit strategy wins over `auto` (it names the placement), then list order."""
+    n = len(cell_of)
+    speed = np.where(np.isfinite(tok_s), tok_s, -np.inf)
+    position = np.arange(n)
+    # lexsort: last key is primary; within a cell the best point sorts last
+    order = np.lexsort((-position, explicit, speed, grade_rank, fits, cell_of))
+    last_of_cell = np.ones(n, dtype=bool)
+    if n:
+        sorted_cells = cell_of[order]
+        last_of_cell[:-1] = sorted_cells[1:] != sorted_cells[:-1]
+    mask = np.zeros(n, dtype=bool)
+    mask[order[last_of_cell]] = True
+    return mask
 
 
 def best_index(rows: list[dict]) -> int:
-    """Index of the best point of a cell: fitting first, then grade, then decode tok/s; on an
-    exact tie the explicit strategy wins over `auto` (it names the placement), then list order."""
+    """Index of the best row of one cell (reference for `best_mask`, same ranking)."""
 
     def rank(i: int):
         row = rows[i]
@@ -159,29 +221,3 @@ def best_index(rows: list[dict]) -> int:
         return (bool(row["fits"]), GRADE_RANK[row["grade"]], speed, row["strategy"] != "auto", -i)
 
     return max(range(len(rows)), key=rank)
-
-
-def compute_cells(cells: list[Cell], rubric: Rubric, prompt_tokens: int = 512, seed: int = 0) -> pa.Table:
-    """Simulate every strategy of every cell (one simulate_many call) into a sweep-schema table."""
-    requests = []
-    for cell in cells:
-        requests.extend(cell_requests(cell, prompt_tokens, seed))
-    results = _simulate(requests)
-    rows = []
-    position = 0
-    for cell in cells:
-        cell_rows = []
-        for strategy in cell.strategies:
-            cell_rows.append(result_row(cell, strategy, results[position], rubric))
-            position += 1
-        if cell_rows:
-            best = best_index(cell_rows)
-            for i, row in enumerate(cell_rows):
-                row["is_best"] = i == best
-        rows.extend(cell_rows)
-    return rows_to_table(rows)
-
-
-def rows_to_table(rows: list[dict]) -> pa.Table:
-    columns = {name: [row[name] for row in rows] for name in SCHEMA.names}
-    return pa.Table.from_pydict(columns, schema=SCHEMA)

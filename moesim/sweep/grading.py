@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from moesim.errors import MoesimError
 
 GRADES: tuple[str, ...] = ("S", "A", "B", "C", "D", "F")
@@ -132,12 +134,76 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     return parse_rubric(text, str(path))
 
 
-def _cap(grade: str, ceiling: str) -> str:
-    return grade if GRADE_RANK[grade] <= GRADE_RANK[ceiling] else ceiling
+def grade_arrays(
+    rubric: Rubric,
+    *,
+    fits: np.ndarray,
+    decode_tok_s: np.ndarray,
+    weights_bytes: np.ndarray,
+    nvme_bytes: np.ndarray,
+    bits_per_weight: np.ndarray,
+    fill_max: np.ndarray,
+    fill_tier: list[str],
+) -> tuple[list[str], list[str]]:
+    """Grade many points at once (same rules as `grade_point`, which calls this).
 
+    Parameters
+    ----------
+    fits, decode_tok_s, weights_bytes, nvme_bytes, bits_per_weight : one value per point.
+    fill_max : used / capacity of the fullest tier per point (0 when no tier has a capacity).
+    fill_tier : the name of that tier per point.
 
-def _lower_one(grade: str) -> str:
-    return GRADES[min(GRADES.index(grade) + 1, len(GRADES) - 1)]
+    Returns
+    -------
+    (grades, notes): the letter and the note naming the deciding rules, per point.
+    """
+    fits = np.asarray(fits, dtype=bool)
+    speed = np.asarray(decode_tok_s, dtype=np.float64)
+    speed = np.where(np.isfinite(speed), speed, 0.0)
+    weights = np.asarray(weights_bytes, dtype=np.float64)
+    nvme = np.asarray(nvme_bytes, dtype=np.float64)
+    bpw = np.asarray(bits_per_weight, dtype=np.float64)
+    fill = np.asarray(fill_max, dtype=np.float64)
+    nvme_fraction = np.divide(nvme, weights, out=np.zeros_like(nvme), where=weights > 0)
+
+    rank = np.zeros(speed.shape, dtype=np.int64)  # F
+    for letter, minimum in reversed(rubric.speed_min_tok_s):
+        rank = np.where(speed >= minimum, GRADE_RANK[letter], rank)
+    speed_rank = rank.copy()
+    cap_rank = GRADE_RANK[rubric.nvme_cap]
+    nvme_capped = (nvme > 0) & (rank > cap_rank)
+    rank = np.where(nvme_capped, cap_rank, rank)
+    lowered = (fill > rubric.max_tier_fill) & (rank > 0)
+    rank = np.where(lowered, rank - 1, rank)
+    after_fill = rank.copy()
+    capped_by = np.full(rank.shape, -1, dtype=np.int64)
+    for i, cap in enumerate(rubric.quality_caps):
+        hit = (bpw < cap.below_bpw) & (rank > GRADE_RANK[cap.cap])
+        rank = np.where(hit, GRADE_RANK[cap.cap], rank)
+        capped_by = np.where(hit, i, capped_by)
+    paged_out = nvme_fraction > rubric.nvme_fail_fraction
+    rank = np.where(paged_out, 0, rank)
+    rank = np.where(fits, rank, GRADE_RANK[rubric.not_fitting])
+
+    letters = [GRADES[len(GRADES) - 1 - r] for r in rank.tolist()]
+    notes = []
+    for i in range(len(letters)):
+        if not fits[i]:
+            notes.append("does not fit")
+            continue
+        if paged_out[i]:
+            notes.append(f"{nvme_fraction[i]:.0%} of weights paged from NVMe")
+            continue
+        parts = [f"speed {GRADES[len(GRADES) - 1 - speed_rank[i]]} at {speed[i]:.3g} tok/s"]
+        if nvme_capped[i]:
+            parts.append(f"capped {rubric.nvme_cap}: weights on NVMe")
+        if lowered[i]:
+            parts.append(f"lowered to {GRADES[len(GRADES) - 1 - after_fill[i]]}: {fill_tier[i]} {fill[i]:.0%} full")
+        if capped_by[i] >= 0:
+            cap = rubric.quality_caps[capped_by[i]]
+            parts.append(f"capped {letters[i]}: {bpw[i]:.2f} bpw < {cap.below_bpw:g}")
+        notes.append("; ".join(parts))
+    return letters, notes
 
 
 def grade_point(
@@ -164,27 +230,10 @@ def grade_point(
     -------
     Grade with the letter and a note naming the deciding rules.
     """
-    if not fits:
-        return Grade(rubric.not_fitting, "does not fit")
-    nvme_fraction = nvme_bytes / weights_bytes if weights_bytes > 0 else 0.0
-    if nvme_fraction > rubric.nvme_fail_fraction:
-        return Grade("F", f"{nvme_fraction:.0%} of weights paged from NVMe")
-    speed = decode_tok_s if math.isfinite(decode_tok_s) else 0.0
-    grade = "F"
-    for letter, minimum in rubric.speed_min_tok_s:
-        if speed >= minimum:
-            grade = letter
-            break
-    notes = [f"speed {grade} at {speed:.3g} tok/s"]
-    if nvme_bytes > 0 and GRADE_RANK[grade] > GRADE_RANK[rubric.nvme_cap]:
-        grade = rubric.nvme_cap
-        notes.append(f"capped {grade}: weights on NVMe")
-    fullest = max(tier_fill.items(), key=lambda kv: kv[1], default=None)
-    if fullest is not None and fullest[1] > rubric.max_tier_fill and grade != "F":
-        grade = _lower_one(grade)
-        notes.append(f"lowered to {grade}: {fullest[0]} {fullest[1]:.0%} full")
-    for cap in rubric.quality_caps:
-        if bits_per_weight < cap.below_bpw and GRADE_RANK[grade] > GRADE_RANK[cap.cap]:
-            grade = cap.cap
-            notes.append(f"capped {grade}: {bits_per_weight:.2f} bpw < {cap.below_bpw:g}")
-    return Grade(grade, "; ".join(notes))
+    tier, fill = max(tier_fill.items(), key=lambda kv: kv[1], default=("", 0.0))
+    letters, notes = grade_arrays(
+        rubric, fits=np.array([fits]), decode_tok_s=np.array([decode_tok_s], dtype=np.float64),
+        weights_bytes=np.array([weights_bytes], dtype=np.float64), nvme_bytes=np.array([nvme_bytes], dtype=np.float64),
+        bits_per_weight=np.array([bits_per_weight], dtype=np.float64), fill_max=np.array([fill]), fill_tier=[tier],
+    )
+    return Grade(letters[0], notes[0])
