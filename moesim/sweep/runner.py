@@ -138,14 +138,18 @@ def resolve(options: SweepOptions) -> ResolvedSweep:
 
         raise unknown_id_error("engine", options.engine, [e.name for e in all_engines()]) from None
     models = pts.resolve_models(options.models)
+    if options.trace is not None:
+        models = _models_for_trace(options.trace, models, explicit=options.models.strip().lower() != "all")
+    if options.preset is not None:
+        from moesim.trace.generate import load_preset
+
+        load_preset(options.preset)  # unknown preset: one-line error before any work
     quants = pts.resolve_quants(options.quants, models)
     targets = pts.resolve_targets(options.devices, options.hosts)
     templates = pts.resolve_strategies(options.strategies)
     trace_id, trace_path = pts.trace_identity(options.trace, options.preset)
     entries = pts.model_entries(models, quants)
     cells = pts.build_cells(entries, targets, templates, contexts, batches, engine, trace_id, trace_path)
-    if options.preset is not None:
-        cells = _with_preset_traces(cells, models, options)
     config = {
         "models": [{"alias": e.alias, "id": e.model_id, "quants": list(e.quants)} for e in entries],
         "targets": [asdict(t) for t in targets],
@@ -162,17 +166,52 @@ def resolve(options: SweepOptions) -> ResolvedSweep:
     return ResolvedSweep(options, rubric, tuple(cells), config)
 
 
-def _with_preset_traces(cells, models, options: SweepOptions):
-    """`--preset P`: the timing model reads traces from files, so the preset is handed over by
-    name through the request's trace field resolved per model by the trace generator."""
-    from moesim.trace.generate import resolve_preset_trace
+def _models_for_trace(path: str, models, explicit: bool):
+    """The selected models a recorded/imported trace can drive (same MoE shape); with the
+    default `--models all` the others are dropped, an explicit mismatch is an error."""
+    from moesim.trace.format import read_trace_meta
 
-    paths = {m.alias: resolve_preset_trace(m, options.preset, options.seed) for m in models}
-    return [
-        pts.Cell(c.model, c.model_id, c.quant, c.target, c.engine, c.context, c.batch, c.trace_id,
-                 paths[c.model], c.strategies, c.total_params)
-        for c in cells
-    ]
+    pts.trace_identity(path, None)  # unreadable file: one-line error
+    meta = read_trace_meta(path)
+    shape = (len(meta.moe_layers), meta.n_routed_experts, meta.top_k)
+    matching = tuple(m for m in models if (len(m.moe_layers), m.n_routed_experts, m.top_k) == shape)
+    mismatched = [m.alias for m in models if m not in matching]
+    if not matching or (explicit and mismatched):
+        raise MoesimError(
+            f"trace {Path(path).name} ({shape[0]} MoE layers x {shape[1]} experts, top-{shape[2]}) does not fit "
+            f"model(s) {', '.join(mismatched) or 'selected'}; pick models of that shape with --models"
+        )
+    return matching
+
+
+def attach_preset_traces(cells, preset: str, seed: int, trace_dir: Path):
+    """`--preset P`: the timing model replays trace files, so write one synthetic trace per MoE
+    model (same length and sequences as its built-in synthetic trace) and point the cells at it."""
+    from moesim.catalog.models import get_model
+    from moesim.simulate import DECODE_STEPS, TRACE_SEQS, WARMUP_STEPS
+    from moesim.trace.format import write_trace
+    from moesim.trace.generate import generate_trace
+
+    paths: dict[str, str | None] = {}
+    out = []
+    for cell in cells:
+        if cell.model not in paths:
+            model = get_model(cell.model_id)
+            if not model.is_moe:
+                paths[cell.model] = None
+            else:
+                safe_preset = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(preset).name)
+                path = trace_dir / f"{cell.model}--{safe_preset}--seed{seed}.feather"  # not *.arrow: globs over the dataset skip it
+                if not path.exists():
+                    trace = generate_trace(model, n_tokens=WARMUP_STEPS + DECODE_STEPS, n_seqs=TRACE_SEQS,
+                                           preset=preset, seed=seed)
+                    from moesim.sweep.store import _atomic_write_bytes
+
+                    _atomic_write_bytes(path, lambda tmp: write_trace(trace, tmp))
+                paths[cell.model] = str(path)
+        out.append(pts.Cell(cell.model, cell.model_id, cell.quant, cell.target, cell.engine, cell.context,
+                            cell.batch, cell.trace_id, paths[cell.model], cell.strategies, cell.total_params))
+    return tuple(out)
 
 
 def settings_of(meta: dict) -> dict:
@@ -275,7 +314,10 @@ def run_sweep(
         )
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
-    chunks = plan_chunks(resolved.cells, options.chunk_points, options.fmt)
+    cells = resolved.cells
+    if options.preset is not None:
+        cells = attach_preset_traces(cells, options.preset, options.seed, out / "_traces")
+    chunks = plan_chunks(cells, options.chunk_points, options.fmt)
     total = sum(c.n_points for c in chunks)
     planned_names = {(c.model, c.name) for c in chunks}
     existing = chunk_files(out)
