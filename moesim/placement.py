@@ -181,6 +181,11 @@ class Placement:
     bytes_by_tier: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
+    # derived once at construction (read by the timing model for every step)
+    cache_home: bool = False  # some MoE layer uses the VRAM expert cache (CACHE / FIDDLER)
+    host_experts: bool = False  # some MoE layer keeps its experts in host RAM
+    cpu_experts_on_gpu_layers: int = 0  # layers with GPU attention and CPU experts (two hand-offs each)
+
     @property
     def uses_gpu(self) -> bool:
         return bool(self.fixed_on_gpu.any() or self.output_on_gpu or (self.expert_home != CPU).any())
@@ -337,6 +342,8 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
         n_gpus=gpus_used, fixed_on_gpu=fixed_on_gpu, kv_on_gpu=kv_on_gpu, output_on_gpu=output_on_gpu,
         expert_home=home, cache_experts_per_layer=cache_experts, ram_experts_per_layer=ram_experts,
         policy=spec.policy, prefetch=spec.prefetch, bytes_by_tier=bytes_by_tier, notes=tuple(notes),
+        cache_home=bool(((home == CACHE) | (home == FIDDLER)).any()), host_experts=bool((home != GPU).any()),
+        cpu_experts_on_gpu_layers=int(((home == CPU) & fixed_on_gpu[profile.moe_layers]).sum()) if M else 0,
     )
 
 

@@ -42,6 +42,10 @@ class RoutingStats:
         self._ep: dict[tuple[int, int], np.ndarray] = {}
         self._miss: dict[tuple[str, int], np.ndarray] = {}
         self._curve = None
+        # shared read-only inputs for placements that do not use them
+        self.zeros = np.zeros((self.n_steps, self.n_moe))
+        self.zeros_m = np.zeros(self.n_moe)
+        self.inf_m = np.full(self.n_moe, math.inf)
 
     # distinct experts per step and layer for a batch of B sequences
     def counts(self, batch: int) -> np.ndarray:
@@ -149,7 +153,7 @@ def _roofline(nbytes, flops, inv_bw, inv_flops):
 
 def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingStats, context: int, batch: int) -> DecodeTiming:
     """Seconds per decode step for every step of the routing trace, plus where the time goes."""
-    from moesim.kernels.timing import _expert_time_per_token
+    from moesim.kernels.timing import _expert_time_per_token, _kv_time_per_token
 
     B = max(1, int(batch))
     T = routing.n_steps
@@ -157,48 +161,55 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
     M = len(profile.moe_layers)
     n = max(1, pl.n_gpus)
     split = n if pl.parallel in ("tp", "ep") else 1
-    inv_gbw = _safe_inv(hier.gpu_bandwidth_bps * split)
-    inv_gfl = _safe_inv(hier.gpu_flops * split)
-    inv_hbw = _safe_inv(hier.host_bandwidth_bps)
-    inv_cops = _safe_inv(hier.cpu_ops)
+    has_gpu = pl.n_gpus > 0 and hier.gpu_bandwidth_bps > 0
+    inv_gbw = 1.0 / (hier.gpu_bandwidth_bps * split) if has_gpu else math.inf
+    inv_gfl = 1.0 / (hier.gpu_flops * split) if has_gpu and hier.gpu_flops > 0 else 0.0
+    inv_hbw = 1.0 / hier.host_bandwidth_bps
+    inv_cops = 1.0 / hier.cpu_ops if hier.cpu_ops > 0 else 0.0
     g = pl.fixed_on_gpu
+    all_gpu = bool(g.all())
+    no_gpu = not bool(g.any())
 
-    # attention and dense FFN (everything in a block but the routed experts), per layer
-    attn_bytes = profile.layer_fixed_bytes - profile.layer_ffn_bytes
-    attn_params = profile.layer_fixed_params - profile.layer_ffn_params
-    attn_gpu = np.where(g, _roofline(attn_bytes, 2 * attn_params * B, inv_gbw, inv_gfl), 0.0) if g.any() else np.zeros(L)
-    attn_cpu = np.where(~g, _roofline(attn_bytes, 2 * attn_params * B, inv_hbw, inv_cops), 0.0)
-    ffn_gpu = np.where(g, _roofline(profile.layer_ffn_bytes, 2 * profile.layer_ffn_params * B, inv_gbw, inv_gfl), 0.0) if g.any() else np.zeros(L)
-    ffn_cpu = np.where(~g, _roofline(profile.layer_ffn_bytes, 2 * profile.layer_ffn_params * B, inv_hbw, inv_cops), 0.0)
-    is_moe = np.zeros(L, bool)
-    is_moe[profile.moe_layers] = True
-    dense_ffn_s = float(ffn_gpu[~is_moe].sum() + ffn_cpu[~is_moe].sum())
-    attn_s = float(attn_gpu.sum() + attn_cpu.sum())
-
-    # KV cache read at every step (context grows by one per step; windows cap)
-    steps = context + np.arange(T, dtype=np.float64)
-    kv_s = np.zeros(T)
-    kv_bytes_t = np.zeros(T)
-    kv_inv = np.where(pl.kv_on_gpu, inv_gbw, inv_hbw)
-    for w in np.unique(profile.kv_window):
-        sel = profile.kv_window == w
-        eff = steps if w == 0 else np.minimum(steps, float(w))
-        per_tok = profile.kv_bytes_per_token_layer[sel] * B
-        kv_bytes_t += eff * per_tok.sum()
-        kv_s += eff * float((per_tok * kv_inv[sel]).sum())
+    # attention weights and FFN (everything in a block but the routed experts): roofline per layer
+    ffn_b, ffn_p = profile.layer_ffn_bytes, profile.layer_ffn_params
+    att_b = profile.layer_fixed_bytes - ffn_b
+    att_p = profile.layer_fixed_params - ffn_p
+    two_b = 2.0 * B
+    if all_gpu:
+        att_l = np.maximum(att_b * inv_gbw, att_p * (two_b * inv_gfl))
+        ffn_l = np.maximum(ffn_b * inv_gbw, ffn_p * (two_b * inv_gfl))
+    elif no_gpu:
+        att_l = np.maximum(att_b * inv_hbw, att_p * (two_b * inv_cops))
+        ffn_l = np.maximum(ffn_b * inv_hbw, ffn_p * (two_b * inv_cops))
+    else:
+        inv_bw = np.where(g, inv_gbw, inv_hbw)
+        inv_fl = np.where(g, two_b * inv_gfl, two_b * inv_cops)
+        att_l = np.maximum(att_b * inv_bw, att_p * inv_fl)
+        ffn_l = np.maximum(ffn_b * inv_bw, ffn_p * inv_fl)
+    attn_s = float(att_l.sum())
+    ffn_total = float(ffn_l.sum())
 
     # output head
-    out_inv_bw, out_inv_fl = (inv_gbw, inv_gfl) if pl.output_on_gpu else (inv_hbw, inv_cops)
-    head_s = float(_roofline(profile.output_bytes, 2 * profile.output_params * B, out_inv_bw, out_inv_fl))
+    if pl.output_on_gpu:
+        head_s = max(profile.output_bytes * inv_gbw, 2.0 * profile.output_params * B * inv_gfl)
+    else:
+        head_s = max(profile.output_bytes * inv_hbw, 2.0 * profile.output_params * B * inv_cops)
+
+    step_s = np.zeros(T)
+    # KV cache read at every step (context grows by one per step; windows cap)
+    kv_inv = np.where(pl.kv_on_gpu, inv_gbw, inv_hbw) if not (all_gpu or no_gpu) else (inv_gbw if all_gpu else inv_hbw)
+    kv_coef = profile.kv_bytes_per_token_layer * (B * kv_inv)
+    _kv_time_per_token(float(context), kv_coef, profile.kv_window, step_s)
+    kv_mean_s = float(step_s.mean())
+    kv_bytes_mean = profile.kv_bytes(context + (T - 1) / 2.0, B)
 
     # routed experts: per token, per MoE layer (the kernel)
-    expert_s = np.zeros(T)
     parts = np.zeros(5)
+    traffic = np.zeros(6)
+    traffic_rows = T
+    expert_s = np.zeros(T)
     hit_rate = float("nan")
-    link_bytes_t = np.zeros(T)
-    nvme_bytes_t = np.zeros(T)
-    vram_expert_bytes_t = np.zeros(T)
-    host_expert_bytes_t = np.zeros(T)
+    shared_s = 0.0
     if M:
         home = pl.expert_home
         eb = profile.expert_bytes
@@ -207,107 +218,122 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
         if bscale != 1.0:
             counts = np.minimum(counts * bscale, float(profile.n_experts))
         gpu_counts = routing.ep_max_counts(n, B) if pl.parallel == "ep" else counts
-        host_home = home != GPU
-        cached = (home == CACHE) | (home == FIDDLER)
-        if cached.any():
+        host_home = pl.host_experts
+        if pl.cache_home:
             base = routing.prefetch_misses(pl.cache_experts_per_layer) if pl.prefetch else routing.misses(pl.cache_experts_per_layer, pl.policy)
             misses = base * (counts / routing.top_k) if B > 1 else base
         else:
-            misses = np.zeros((T, M))
-        if host_home.any() and pl.ram_experts_per_layer < profile.n_experts:
+            misses = routing.zeros
+        if host_home and pl.ram_experts_per_layer < profile.n_experts:
             base = routing.misses(pl.ram_experts_per_layer)
             ram_misses = base * (counts / routing.top_k) if B > 1 else base
         else:
-            ram_misses = np.zeros((T, M))
-        mg = g[profile.moe_layers]
-        shared_gpu = np.where(mg, ffn_gpu[profile.moe_layers], 0.0)
-        shared_cpu = np.where(~mg, ffn_cpu[profile.moe_layers], 0.0)
-        flops = 2.0 * profile.expert_params * routing.top_k * B
-        link_expert = eb / hier.link_bandwidth_bps + hier.link_latency_s if hier.link_bandwidth_bps > 0 else np.full(M, math.inf)
+            ram_misses = routing.zeros
+        ml = profile.moe_layers
+        shared = ffn_l[ml]
+        if all_gpu:
+            shared_gpu, shared_cpu = shared, routing.zeros_m
+        elif no_gpu:
+            shared_gpu, shared_cpu = routing.zeros_m, shared
+        else:
+            mg = g[ml]
+            shared_gpu = np.where(mg, shared, 0.0)
+            shared_cpu = np.where(mg, 0.0, shared)
+        shared_s = float(shared.sum())
+        # with one sequence, every layer reads top_k experts per step; unless a cache, NVMe paging or
+        # expert parallelism makes steps differ, one row of the kernel stands for every step
+        uniform = B == 1 and misses is routing.zeros and ram_misses is routing.zeros and pl.parallel != "ep"
+        if uniform:
+            counts, gpu_counts, misses, ram_misses = counts[:1], counts[:1], misses[:1], ram_misses[:1]
+        rows = counts.shape[0]
+        flops = profile.expert_params * (2.0 * routing.top_k * B)
+        link_expert = eb * (1.0 / hier.link_bandwidth_bps) + hier.link_latency_s if hier.link_bandwidth_bps > 0 else routing.inf_m
         _expert_time_per_token(
-            np.ascontiguousarray(counts), np.ascontiguousarray(gpu_counts, dtype=np.float64),
-            np.ascontiguousarray(misses), np.ascontiguousarray(ram_misses), home.astype(np.int8),
-            shared_gpu, shared_cpu, eb * inv_gbw if hier.gpu_bandwidth_bps > 0 else np.full(M, math.inf),
-            eb * inv_hbw, link_expert, eb / hier.nvme_bandwidth_bps,
-            flops * inv_gfl if hier.gpu_flops > 0 else np.full(M, math.inf), flops * inv_cops,
-            bool(hier.overlaps_cpu_gpu), bool(pl.prefetch), expert_s, parts,
+            counts, gpu_counts, misses, ram_misses, home,
+            shared_gpu, shared_cpu, eb * inv_gbw, eb * inv_hbw, link_expert, eb * (1.0 / hier.nvme_bandwidth_bps),
+            flops * inv_gfl, flops * inv_cops, bool(hier.overlaps_cpu_gpu), bool(pl.prefetch), eb, expert_s[:rows], parts,
+            traffic,
         )
-        lookups = counts.sum()
-        on_gpu_home = home == GPU
-        vram_served = counts[:, on_gpu_home].sum() + (counts[:, cached] - misses[:, cached]).sum()
-        if pl.uses_gpu and not (pl.n_gpus == 0):
-            hit_rate = float(vram_served / lookups) if lookups > 0 else float("nan")
-        link_bytes_t = misses[:, cached] @ eb[cached] if cached.any() else link_bytes_t
-        nvme_bytes_t = ram_misses @ eb
-        vram_expert_bytes_t = (counts[:, on_gpu_home] @ eb[on_gpu_home]) + (counts[:, cached] @ eb[cached] if cached.any() else 0.0)
-        host_expert_bytes_t = counts[:, home == CPU] @ eb[home == CPU]
+        step_s += expert_s[0] if uniform else expert_s
+        parts /= rows
+        traffic_rows = rows
+        if has_gpu and traffic[4] > 0:
+            hit_rate = float(traffic[5] / traffic[4])
+        dense_ffn_s = ffn_total - shared_s
+    else:
+        dense_ffn_s = ffn_total
 
     # fixed costs per step
-    gpu_layers = g.copy()
-    if M:
-        gpu_layers[profile.moe_layers] |= pl.expert_home != CPU
-    launch_s = hier.launch_overhead_s * float(gpu_layers.sum() + (1 if pl.output_on_gpu else 0)) if pl.n_gpus else 0.0
-    # CPU<->GPU hand-offs: each change of device along the layer sequence, and each layer whose
-    # routed experts run on the other side of its attention
+    if pl.n_gpus:
+        n_gpu_layers = int(g.sum())
+        if M and not all_gpu:
+            n_gpu_layers += int(((pl.expert_home != 0) & ~g[profile.moe_layers]).sum())
+        launch_s = hier.launch_overhead_s * float(n_gpu_layers + (1 if pl.output_on_gpu else 0))
+    else:
+        launch_s = 0.0
+    # CPU<->GPU hand-offs: each change of device along the layer sequence, and two per layer whose
+    # routed experts run on the CPU while its attention runs on the GPU
     sync_s = 0.0
     if pl.n_gpus and not hier.unified:
-        seq = []
-        for l in range(L):
-            seq.append(bool(g[l]))
-        handoffs = sum(1 for a, b in zip(seq, seq[1:]) if a != b) + (1 if seq and seq[-1] != pl.output_on_gpu else 0)
-        if M:
-            mg = g[profile.moe_layers]
-            handoffs += int(2 * ((pl.expert_home == CPU) & mg).sum())
+        handoffs = 0
+        if not all_gpu:
+            handoffs += int(np.count_nonzero(g[1:] != g[:-1])) + int(bool(g[-1]) != pl.output_on_gpu)
+        if M and pl.cpu_experts_on_gpu_layers:
+            handoffs += 2 * pl.cpu_experts_on_gpu_layers
         sync_s = handoffs * hier.sync_latency_s
     coll_s = 0.0
     ic_bytes = 0.0
     if pl.n_gpus > 1:
         act = profile.hidden_size * 2.0 * B
-        inv_ic = _safe_inv(hier.interconnect_bandwidth_bps)
+        inv_ic = 1.0 / hier.interconnect_bandwidth_bps if hier.interconnect_bandwidth_bps > 0 else 0.0
         if pl.parallel == "tp":
-            n_coll = 2 * L
-            per = hier.collective_latency_s + act * 2 * (n - 1) / n * inv_ic
-            ic_bytes = n_coll * act * 2 * (n - 1) / n
+            n_coll, per_bytes = 2 * L, act * 2 * (n - 1) / n
         elif pl.parallel == "ep":
-            n_coll = 2 * L
-            per = hier.collective_latency_s + act * (n - 1) / n * inv_ic
-            ic_bytes = n_coll * act * (n - 1) / n
+            n_coll, per_bytes = 2 * L, act * (n - 1) / n
         else:  # layer split: activations hop once per GPU boundary
-            n_coll = n - 1
-            per = hier.collective_latency_s + act * inv_ic
-            ic_bytes = n_coll * act
-        coll_s = n_coll * per
+            n_coll, per_bytes = n - 1, act
+        coll_s = n_coll * (hier.collective_latency_s + per_bytes * inv_ic)
+        ic_bytes = n_coll * per_bytes
 
     fixed_s = attn_s + dense_ffn_s + head_s + launch_s + sync_s + coll_s
-    step_s = fixed_s + kv_s + expert_s
+    step_s += fixed_s
 
     breakdown = {
         "attention_weights": attn_s,
-        "kv_cache": float(kv_s.mean()),
+        "kv_cache": kv_mean_s,
         "dense_ffn": dense_ffn_s,
-        "experts_gpu": parts[0] / T if M else 0.0,
-        "experts_cpu": parts[1] / T if M else 0.0,
-        "expert_fetch_link": parts[2] / T if M else 0.0,
-        "nvme_page_in": parts[3] / T if M else 0.0,
-        "overlap_hidden": -parts[4] / T if M else 0.0,
+        "experts_gpu": parts[0],
+        "experts_cpu": parts[1],
+        "expert_fetch_link": parts[2],
+        "nvme_page_in": parts[3],
+        "overlap_hidden": -parts[4],
         "output_head": head_s,
         "launch_overhead": launch_s,
         "cpu_gpu_sync": sync_s,
         "collectives": coll_s,
     }
-    # shared-FFN time of MoE layers is inside experts_gpu/experts_cpu (it overlaps with them)
-    vram_fixed = float(profile.layer_fixed_bytes[g].sum()) + (profile.output_bytes if pl.output_on_gpu else 0.0)
-    host_fixed = float(profile.layer_fixed_bytes[~g].sum()) + (0.0 if pl.output_on_gpu else profile.output_bytes)
-    kv_gpu_frac = float((profile.kv_bytes_per_token_layer * pl.kv_on_gpu).sum() / max(profile.kv_bytes_per_token_layer.sum(), 1e-30))
+    # (the shared-expert FFN of MoE layers is inside experts_gpu / experts_cpu: it overlaps with them)
+    if all_gpu:
+        vram_fixed = float(profile.layer_fixed_bytes.sum())
+        kv_gpu_frac = 1.0
+    elif no_gpu:
+        vram_fixed = 0.0
+        kv_gpu_frac = 0.0
+    else:
+        vram_fixed = float(profile.layer_fixed_bytes[g].sum())
+        kv_gpu_frac = float(profile.kv_bytes_per_token_layer[pl.kv_on_gpu].sum() / profile.kv_bytes_per_token_layer.sum())
+    host_fixed = float(profile.layer_fixed_bytes.sum()) - vram_fixed
+    if pl.output_on_gpu:
+        vram_fixed += profile.output_bytes
+    else:
+        host_fixed += profile.output_bytes
     links = {
-        "vram": (vram_fixed + float(vram_expert_bytes_t.mean()) + float(kv_bytes_t.mean()) * kv_gpu_frac) / B,
-        "host_ram": (host_fixed + float(host_expert_bytes_t.mean()) + float(kv_bytes_t.mean()) * (1 - kv_gpu_frac)) / B,
-        "pcie": float(np.mean(link_bytes_t)) / B,
-        "nvme": float(np.mean(nvme_bytes_t)) / B,
+        "vram": (vram_fixed + traffic[2] / traffic_rows + kv_bytes_mean * kv_gpu_frac) / B if pl.n_gpus else 0.0,
+        "host_ram": (host_fixed + traffic[3] / traffic_rows + kv_bytes_mean * (1 - kv_gpu_frac)) / B,
+        "pcie": traffic[0] / traffic_rows / B,
+        "nvme": traffic[1] / traffic_rows / B,
         "interconnect": ic_bytes / B,
     }
-    if pl.n_gpus == 0:
-        links["vram"] = 0.0
     return DecodeTiming(step_s=step_s, breakdown_s=breakdown, bytes_per_token_by_link=links, hit_rate=hit_rate)
 
 

@@ -11,11 +11,13 @@ from moesim.placement import ModelProfile
 
 def expert_time_per_token(counts, gpu_counts, misses, ram_misses, home, shared_gpu_s, shared_cpu_s,
                           gpu_expert_s, cpu_expert_s, link_expert_s, nvme_expert_s, gpu_flop_s, cpu_flop_s,
-                          overlap, prefetch):
-    """Reference of `kernels.timing._expert_time_per_token`: returns (per-token seconds, parts)."""
+                          overlap, prefetch, expert_bytes):
+    """Reference of `kernels.timing._expert_time_per_token`: (per-token seconds, parts, traffic)."""
     T, M = counts.shape
     out = []
     parts = [0.0] * 5
+    # link bytes, NVMe bytes, VRAM expert bytes, host expert bytes, look-ups, VRAM-served look-ups
+    link_b = nvme_b = vram_b = host_b = lookups = served = 0.0
     for t in range(T):
         total = 0.0
         for m in range(M):
@@ -25,26 +27,43 @@ def expert_time_per_token(counts, gpu_counts, misses, ram_misses, home, shared_g
             link = 0.0
             nvme = 0.0
             h = int(home[m])
+            b = float(expert_bytes[m])
+            lookups += u
+            miss = float(misses[t][m])
+            paged = float(ram_misses[t][m])
             if h == 0:  # resident in VRAM
                 gpu += max(gpu_counts[t][m] * gpu_expert_s[m], gpu_flop_s[m])
+                vram_b += u * b
+                served += u
             elif h == 1:  # CPU computes from host RAM; page-ins from NVMe
                 cpu += max(u * cpu_expert_s[m], cpu_flop_s[m])
-                nvme = ram_misses[t][m] * nvme_expert_s[m]
+                nvme = paged * nvme_expert_s[m]
+                host_b += u * b
+                nvme_b += paged * b
             elif h == 2:  # VRAM cache: every expert computed on the GPU, misses copied first
                 gpu += max(u * gpu_expert_s[m], gpu_flop_s[m])
-                link = misses[t][m] * link_expert_s[m]
-                nvme = ram_misses[t][m] * nvme_expert_s[m]
+                link = miss * link_expert_s[m]
+                nvme = paged * nvme_expert_s[m]
+                link_b += miss * b
+                nvme_b += paged * b
+                vram_b += u * b
+                served += u - miss
             else:  # Fiddler: each miss on the CPU or fetched, whichever is faster
-                miss = misses[t][m]
                 cpu_one = max(cpu_expert_s[m], cpu_flop_s[m] / u if u else 0.0)
                 fetch_one = link_expert_s[m] + gpu_expert_s[m]
                 if cpu_one < fetch_one:
                     cpu += miss * cpu_one
                     gpu += max((u - miss) * gpu_expert_s[m], gpu_flop_s[m] * (u - miss) / u if u else 0.0)
+                    vram_b += (u - miss) * b
+                    host_b += miss * b
                 else:
                     link = miss * link_expert_s[m]
                     gpu += max(u * gpu_expert_s[m], gpu_flop_s[m])
-                nvme = ram_misses[t][m] * nvme_expert_s[m]
+                    link_b += miss * b
+                    vram_b += u * b
+                nvme = paged * nvme_expert_s[m]
+                nvme_b += paged * b
+                served += u - miss
             compute = max(gpu, cpu) if overlap else gpu + cpu
             layer = max(compute, link + nvme) if prefetch else compute + link + nvme
             total += layer
@@ -54,7 +73,21 @@ def expert_time_per_token(counts, gpu_counts, misses, ram_misses, home, shared_g
             parts[3] += nvme
             parts[4] += gpu + cpu + link + nvme - layer
         out.append(total)
-    return np.array(out), np.array(parts)
+    return np.array(out), np.array(parts), np.array([link_b, nvme_b, vram_b, host_b, lookups, served])
+
+
+def kv_time_per_token(context, coef_s, window, n_tokens):
+    """Reference of `kernels.timing._kv_time_per_token`."""
+    out = []
+    for t in range(n_tokens):
+        total = 0.0
+        for c, w in zip(coef_s, window):
+            cached = context + t
+            if w:
+                cached = min(cached, int(w))
+            total += c * cached
+        out.append(total)
+    return np.array(out)
 
 
 def toy_profile(n_layers=8, n_experts=16, top_k=2, expert_mb=50.0, fixed_mb=100.0, dense_first=1,

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moesim.kernels.timing import _expert_time_per_token
+from moesim.kernels.timing import _expert_time_per_token, _kv_time_per_token
 from moesim.timing import RoutingStats
-from naive_timing import expert_time_per_token, lru_misses_per_layer
+from naive_timing import expert_time_per_token, kv_time_per_token, lru_misses_per_layer
 
 
 def _random_inputs(rng, T, M, overlap, prefetch):
@@ -19,7 +19,8 @@ def _random_inputs(rng, T, M, overlap, prefetch):
     home = rng.integers(0, 4, size=M).astype(np.int8)
     vec = lambda lo, hi: rng.uniform(lo, hi, size=M)
     return (counts, gpu_counts, misses, ram_misses, home, vec(0, 1e-4), vec(0, 1e-4), vec(1e-5, 1e-4),
-            vec(1e-4, 1e-3), vec(1e-4, 2e-3), vec(1e-3, 1e-2), vec(0, 2e-4), vec(0, 2e-3), overlap, prefetch)
+            vec(1e-4, 1e-3), vec(1e-4, 2e-3), vec(1e-3, 1e-2), vec(0, 2e-4), vec(0, 2e-3), overlap, prefetch,
+            vec(1e6, 1e8))
 
 
 @pytest.mark.parametrize("overlap", [False, True])
@@ -29,10 +30,12 @@ def test_kernel_matches_reference(overlap, prefetch):
     args = _random_inputs(rng, 12, 9, overlap, prefetch)
     out = np.zeros(12)
     parts = np.zeros(5)
-    _expert_time_per_token(*args, out, parts)
-    ref, ref_parts = expert_time_per_token(*args)
+    traffic = np.zeros(6)
+    _expert_time_per_token(*args, out, parts, traffic)
+    ref, ref_parts, ref_traffic = expert_time_per_token(*args)
     np.testing.assert_allclose(out, ref, rtol=1e-12)
     np.testing.assert_allclose(parts, ref_parts, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(traffic, ref_traffic, rtol=1e-12)
 
 
 @settings(max_examples=25, deadline=None)
@@ -42,9 +45,22 @@ def test_kernel_matches_reference_property(seed, T, M, overlap, prefetch):
     args = _random_inputs(rng, T, M, overlap, prefetch)
     out = np.zeros(T)
     parts = np.zeros(5)
-    _expert_time_per_token(*args, out, parts)
-    ref, _ = expert_time_per_token(*args)
+    traffic = np.zeros(6)
+    _expert_time_per_token(*args, out, parts, traffic)
+    ref, _, ref_traffic = expert_time_per_token(*args)
     np.testing.assert_allclose(out, ref, rtol=1e-12)
+    np.testing.assert_allclose(traffic, ref_traffic, rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 8), L=st.integers(1, 6), context=st.integers(0, 300))
+def test_kv_kernel_matches_reference(seed, T, L, context):
+    rng = np.random.default_rng(seed)
+    coef = rng.uniform(0, 1e-6, size=L)
+    window = rng.choice([0, 4, 128, 257], size=L).astype(np.int64)
+    out = np.zeros(T)
+    _kv_time_per_token(float(context), coef, window, out)
+    np.testing.assert_allclose(out, kv_time_per_token(context, coef, window, T), rtol=1e-12)
 
 
 def _random_trace(rng, T, M, E, k):
