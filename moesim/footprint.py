@@ -201,8 +201,8 @@ def runtime_overhead_bytes(model: ModelSpec | str, engine="llama.cpp", context: 
     allocator slack, from the EngineProfile) plus compute buffers.
 
     Compute buffers = `compute_buffer_bytes_per_token` x tokens in flight, where tokens in flight =
-    batch x min(context, 512) (llama.cpp's default micro-batch), plus the f32 logits of one token
-    per sequence.
+    batch x min(context, the engine's prefill micro-batch, 512 in llama.cpp), plus the f32 logits of
+    one token per sequence.
     """
     model = get_model(model)
     context = _check_nonneg("context", context)
@@ -213,7 +213,8 @@ def runtime_overhead_bytes(model: ModelSpec | str, engine="llama.cpp", context: 
         prof = get_engine(engine)
     else:
         prof = engine
-    in_flight = min(max(context, 1), UBATCH_TOKENS) * max(batch, 1)
+    ubatch = int(getattr(prof, "prefill_ubatch", UBATCH_TOKENS) or UBATCH_TOKENS)
+    in_flight = min(max(context, 1), ubatch) * max(batch, 1)
     compute = prof.compute_buffer_bytes_per_token * in_flight
     logits = 4 * model.vocab_size * max(batch, 1)
     return int(prof.runtime_overhead_bytes + compute + logits)
