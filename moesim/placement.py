@@ -272,23 +272,37 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
         parallel = "ep"
     # gpu / unified: everything on the GPU(s)
 
-    kv_on_gpu = fixed_on_gpu.copy()
-    gpus_used = n_gpus if (fixed_on_gpu.any() or output_on_gpu or (home != CPU).any()) else 0
+    kv_on_gpu = fixed_on_gpu
+    all_fixed_gpu = kind not in ("cpu", "ngl")  # only these two move whole blocks to the CPU
+    if all_fixed_gpu:
+        expert_gpu = home == GPU if kind in ("cpu-moe", "n-cpu-moe") else None
+    gpus_used = n_gpus if (kind != "cpu" and (kind != "ngl" or spec.n > 0)) else 0
 
-    # --- memory per tier
-    expert_layer_bytes = profile.expert_bytes * E  # all experts of each MoE layer
-    gpu_weights = float(profile.layer_fixed_bytes[fixed_on_gpu].sum())
-    gpu_weights += float(expert_layer_bytes[home == GPU].sum())
-    gpu_weights += profile.output_bytes if output_on_gpu else 0.0
-    host_fixed = float(profile.layer_fixed_bytes[~fixed_on_gpu].sum())
-    host_fixed += 0.0 if output_on_gpu else profile.output_bytes
-    host_fixed += profile.embedding_bytes  # llama.cpp keeps token_embd in host memory: one row per token
-    host_experts = float(expert_layer_bytes[home != GPU].sum())
+    # --- memory per tier (fast paths: most strategies keep every block's always-on part on the GPU)
+    fixed_total = float(profile.layer_fixed_bytes.sum())
+    kv_total = profile.kv_bytes(context, batch)
+    if all_fixed_gpu:
+        if kind in ("gpu", "unified", "tp", "ep"):
+            gpu_experts = profile.routed_bytes
+        elif expert_gpu is not None:
+            gpu_experts = float(profile.expert_bytes[expert_gpu].sum()) * E
+        else:  # ktransformers, expert-cache, cpu-or-fetch: every routed expert lives in host RAM
+            gpu_experts = 0.0
+        gpu_weights = fixed_total + gpu_experts + profile.output_bytes
+        host_fixed = profile.embedding_bytes  # llama.cpp keeps token_embd in host memory: one row per token
+        host_experts = profile.routed_bytes - gpu_experts
+        kv_gpu, kv_host = kv_total, 0.0
+    else:
+        on = float(profile.layer_fixed_bytes[fixed_on_gpu].sum()) if gpus_used else 0.0
+        gpu_experts = float(profile.expert_bytes[home == GPU].sum()) * E if (M and gpus_used) else 0.0
+        gpu_weights = on + gpu_experts + (profile.output_bytes if output_on_gpu else 0.0)
+        host_fixed = fixed_total - on + (0.0 if output_on_gpu else profile.output_bytes) + profile.embedding_bytes
+        host_experts = profile.routed_bytes - gpu_experts
+        kv_gpu = profile.kv_bytes(context, batch, kv_on_gpu) if gpus_used else 0.0
+        kv_host = kv_total - kv_gpu
     if kind == "ktransformers" and hier.numa_duplicates and hier.host_sockets > 1:
         host_experts *= hier.host_sockets
         notes.append(f"routed experts duplicated on {hier.host_sockets} NUMA nodes")
-    kv_gpu = profile.kv_bytes(context, batch, kv_on_gpu)
-    kv_host = profile.kv_bytes(context, batch, ~kv_on_gpu)
     host_fixed += kv_host
 
     vram_total_needed = gpu_weights + kv_gpu + (overhead_bytes * gpus_used if gpus_used else 0.0)
@@ -320,9 +334,7 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
         return _refuse(name, f"{name} needs {_gb(host_fixed)} of host RAM for non-expert weights and KV but {_gb(host_capacity)} is usable", profile)
     if host_fixed + host_experts > host_capacity:
         # routed experts beyond RAM are paged from NVMe (mmap); the page cache keeps the hottest
-        per_slot = float(profile.expert_bytes[home != GPU].sum())
-        if kind == "ktransformers" and hier.numa_duplicates and hier.host_sockets > 1:
-            per_slot *= hier.host_sockets
+        per_slot = host_experts / E
         ram_experts = int(max(0.0, host_capacity - host_fixed) // per_slot) if per_slot > 0 else 0
         ram_experts = min(ram_experts, E)
         nvme_bytes = host_experts - ram_experts * per_slot
@@ -342,8 +354,9 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
         n_gpus=gpus_used, fixed_on_gpu=fixed_on_gpu, kv_on_gpu=kv_on_gpu, output_on_gpu=output_on_gpu,
         expert_home=home, cache_experts_per_layer=cache_experts, ram_experts_per_layer=ram_experts,
         policy=spec.policy, prefetch=spec.prefetch, bytes_by_tier=bytes_by_tier, notes=tuple(notes),
-        cache_home=bool(((home == CACHE) | (home == FIDDLER)).any()), host_experts=bool((home != GPU).any()),
-        cpu_experts_on_gpu_layers=int(((home == CPU) & fixed_on_gpu[profile.moe_layers]).sum()) if M else 0,
+        cache_home=kind in ("expert-cache", "cpu-or-fetch") and M > 0, host_experts=host_experts > 0,
+        cpu_experts_on_gpu_layers=(int(((home == CPU) & fixed_on_gpu[profile.moe_layers]).sum())
+                                   if M and gpus_used and kind not in ("gpu", "unified", "tp", "ep", "expert-cache", "cpu-or-fetch") else 0),
     )
 
 

@@ -105,6 +105,8 @@ class _Session:
         self.machines: dict = {}
         self.engines: dict = {}
         self.overheads: dict = {}
+        self.evals: dict = {}
+        self.prefills: dict = {}
         self.bands = None
 
     # -- catalog lookups ----------------------------------------------------------------
@@ -179,7 +181,12 @@ class _Session:
         overhead = self.overhead(model, engine, req.context, req.batch)
         routing = self.routing(model, req.trace, req.seed)
 
-        best, refused, tried = choose_placement(spec, profile, hier, routing, req.context, req.batch, overhead)
+        memo_key = (model.id, req.quant, req.kv_type, engine.name, req.device, req.device_count, req.host,
+                    req.host_overrides, req.trace, req.seed, req.context, req.batch)
+        best, refused, tried = choose_placement(spec, profile, hier, routing, req.context, req.batch, overhead,
+                                                self.evals, memo_key)
+        if len(self.evals) > 200_000:  # a sweep's points share a cell at a time; keep memory bounded
+            self.evals.clear()
 
         kv_bytes = int(round(profile.kv_bytes(req.context, req.batch)))
         file_name = f"{model.alias or model.id.split('/')[-1]}-{req.quant}.gguf"
@@ -199,9 +206,18 @@ class _Session:
             )
 
         pl, dec, tok_s = best
-        pre = prefill_timing(profile, pl, hier, engine, req.prompt_tokens, 0)
+        pkey = (memo_key, pl.strategy, req.prompt_tokens)
+        pre = self.prefills.get(pkey)
+        if pre is None:
+            pre = prefill_timing(profile, pl, hier, engine, req.prompt_tokens, 0)
+            if len(self.prefills) > 200_000:
+                self.prefills.clear()
+            self.prefills[pkey] = pre
         steps = dec.step_s
-        p50, p95, p99 = np.percentile(steps, [50, 95, 99])
+        srt = np.sort(steps)
+        n_steps = len(srt)
+        # nearest-rank percentiles of the per-step latency
+        p50, p95, p99 = (float(srt[min(n_steps - 1, int(math.ceil(q * n_steps)) - 1)]) for q in (0.50, 0.95, 0.99))
         mean_step = float(steps.mean())
         ttft = pre.seconds + float(steps[0]) if req.prompt_tokens > 0 else float(steps[0])
         group = _group(hier, pl, profile)
@@ -242,10 +258,13 @@ class _Session:
 _SESSION = _Session()
 
 
-def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float):
+def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float,
+                     memo: dict | None = None, memo_key=None):
     """Place and time `spec` (auto: every candidate) -> (best, refused placements, tok/s by name).
 
     `best` is (Placement, DecodeTiming, decode tok/s) of the fastest placement that fits, or None.
+    `memo` (with a `memo_key` naming everything but the strategy) shares evaluations between an
+    `auto` point and the explicit strategies of the same machine and model.
     """
     from moesim.placement import auto_candidates, place
     from moesim.timing import decode_timing
@@ -255,13 +274,22 @@ def choose_placement(spec, profile, hier, routing, context: int, batch: int, ove
     refused = []
     tried: dict[str, float] = {}
     for cand in candidates:
-        pl = place(cand, profile, hier, context, batch, overhead_bytes)
-        if not pl.fits:
+        key = (memo_key, cand.name) if memo is not None else None
+        got = memo.get(key) if key is not None else None
+        if got is None:
+            pl = place(cand, profile, hier, context, batch, overhead_bytes)
+            if pl.fits:
+                dec = decode_timing(profile, pl, hier, routing, context, batch)
+                mean_step = float(dec.step_s.mean())
+                got = (pl, dec, batch / mean_step if mean_step > 0 else NAN)
+            else:
+                got = (pl, None, NAN)
+            if key is not None:
+                memo[key] = got
+        pl, dec, tok_s = got
+        if dec is None:
             refused.append(pl)
             continue
-        dec = decode_timing(profile, pl, hier, routing, context, batch)
-        mean_step = float(dec.step_s.mean())
-        tok_s = batch / mean_step if mean_step > 0 else NAN
         tried[pl.strategy] = tok_s
         if best is None or tok_s > best[2]:
             best = (pl, dec, tok_s)
@@ -274,10 +302,13 @@ def clear_caches() -> None:
     _SESSION = _Session()
 
 
-def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float):
+def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float,
+                     memo: dict | None = None, memo_key=None):
     """Place and time `spec` (auto: every candidate) -> (best, refused placements, tok/s by name).
 
     `best` is (Placement, DecodeTiming, decode tok/s) of the fastest placement that fits, or None.
+    `memo` (with a `memo_key` naming everything but the strategy) shares evaluations between an
+    `auto` point and the explicit strategies of the same machine and model.
     """
     from moesim.placement import auto_candidates, place
     from moesim.timing import decode_timing
@@ -287,13 +318,22 @@ def choose_placement(spec, profile, hier, routing, context: int, batch: int, ove
     refused = []
     tried: dict[str, float] = {}
     for cand in candidates:
-        pl = place(cand, profile, hier, context, batch, overhead_bytes)
-        if not pl.fits:
+        key = (memo_key, cand.name) if memo is not None else None
+        got = memo.get(key) if key is not None else None
+        if got is None:
+            pl = place(cand, profile, hier, context, batch, overhead_bytes)
+            if pl.fits:
+                dec = decode_timing(profile, pl, hier, routing, context, batch)
+                mean_step = float(dec.step_s.mean())
+                got = (pl, dec, batch / mean_step if mean_step > 0 else NAN)
+            else:
+                got = (pl, None, NAN)
+            if key is not None:
+                memo[key] = got
+        pl, dec, tok_s = got
+        if dec is None:
             refused.append(pl)
             continue
-        dec = decode_timing(profile, pl, hier, routing, context, batch)
-        mean_step = float(dec.step_s.mean())
-        tok_s = batch / mean_step if mean_step > 0 else NAN
         tried[pl.strategy] = tok_s
         if best is None or tok_s > best[2]:
             best = (pl, dec, tok_s)
