@@ -60,13 +60,14 @@ def main(argv=None) -> int:
     parser.add_argument("--capacity-percent", type=float, default=25.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--experts-npy", default=None, help="replay this saved (tokens, layers, k) expert array instead")
     args = parser.parse_args(argv)
 
     import libcachesim
 
     from moesim.cache import lru_curve, next_use_times, replay
 
-    experts = deepseek_stream(args.tokens, args.seed)
+    experts = np.load(args.experts_npy) if args.experts_npy else deepseek_stream(args.tokens, args.seed)
     n = experts.size
     n_layers = experts.shape[1]
     sizes = np.ones(n_layers, np.int64)

@@ -281,36 +281,43 @@ def _replay_lfu(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
 
 
 @jit
-def _far_sift_up(heap, start, pos, heap_pos, key):
+def _far_sift_up(heap, heap_key, start, pos, heap_pos):
+    """Max-heap on next use, keys stored beside the items so sifting touches one cache line per level."""
     item = heap[start + pos]
+    key = heap_key[start + pos]
     while pos > 0:
         parent = (pos - 1) // 2
-        other = heap[start + parent]
-        if key[other] >= key[item]:
+        if heap_key[start + parent] >= key:
             break
+        other = heap[start + parent]
         heap[start + pos] = other
+        heap_key[start + pos] = heap_key[start + parent]
         heap_pos[other] = pos
         pos = parent
     heap[start + pos] = item
+    heap_key[start + pos] = key
     heap_pos[item] = pos
 
 
 @jit
-def _far_sift_down(heap, start, count, pos, heap_pos, key):
+def _far_sift_down(heap, heap_key, start, count, pos, heap_pos):
     item = heap[start + pos]
+    key = heap_key[start + pos]
     while True:
         child = 2 * pos + 1
         if child >= count:
             break
-        if child + 1 < count and key[heap[start + child + 1]] > key[heap[start + child]]:
+        if child + 1 < count and heap_key[start + child + 1] > heap_key[start + child]:
             child += 1
-        other = heap[start + child]
-        if key[other] <= key[item]:
+        if heap_key[start + child] <= key:
             break
+        other = heap[start + child]
         heap[start + pos] = other
+        heap_key[start + pos] = heap_key[start + child]
         heap_pos[other] = pos
         pos = child
     heap[start + pos] = item
+    heap_key[start + pos] = key
     heap_pos[item] = pos
 
 
@@ -339,8 +346,8 @@ def _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacit
     starts = _pool_regions(pool_of_layer, n_pools, n_experts)
     heap = np.zeros(n_items, np.int64)
     count = np.zeros(n_pools, np.int64)
+    heap_key = np.zeros(n_items, np.int64)  # next use of the item at the same heap slot
     heap_pos = np.full(n_items, -1, np.int64)
-    next_use = np.zeros(n_items, np.int64)
     used = np.zeros(n_pools, np.int64)
     position = 0
     for t in range(n_tokens):
@@ -356,25 +363,27 @@ def _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacit
                 upcoming = aux[position]
                 position += 1
                 if heap_pos[item] >= 0:
-                    next_use[item] = upcoming
-                    _far_sift_up(heap, start, heap_pos[item], heap_pos, next_use)
+                    slot = heap_pos[item]
+                    heap_key[start + slot] = upcoming
+                    _far_sift_up(heap, heap_key, start, slot, heap_pos)
                 else:
                     misses += 1
                     while used[pool] + size > capacity and count[pool] > 0:
                         victim = heap[start]
-                        if bypass and next_use[victim] <= upcoming:
+                        if bypass and heap_key[start] <= upcoming:
                             break
                         heap_pos[victim] = -1
                         used[pool] -= sizes[victim]
                         count[pool] -= 1
                         if count[pool] > 0:
                             heap[start] = heap[start + count[pool]]
-                            _far_sift_down(heap, start, count[pool], 0, heap_pos, next_use)
+                            heap_key[start] = heap_key[start + count[pool]]
+                            _far_sift_down(heap, heap_key, start, count[pool], 0, heap_pos)
                     if used[pool] + size <= capacity:
-                        next_use[item] = upcoming
                         heap[start + count[pool]] = item
+                        heap_key[start + count[pool]] = upcoming
                         count[pool] += 1
-                        _far_sift_up(heap, start, count[pool] - 1, heap_pos, next_use)
+                        _far_sift_up(heap, heap_key, start, count[pool] - 1, heap_pos)
                         used[pool] += size
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
