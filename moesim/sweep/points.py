@@ -19,11 +19,13 @@ MOE_ONLY_PREFIXES: tuple[str, ...] = ("cpu-moe", "n-cpu-moe", "expert-cache", "c
 # Default strategy lists per target kind: `auto` (the fastest placement that fits) plus the
 # placements people compare it with. Sized so the full `--devices all --quants all` sweep
 # stays inside its time budget; `--strategies all` adds the rest.
+# `cpu` is left out for GPU targets (the CPU-only targets of the same host class cover it) and
+# on CPU-only targets `auto` is `cpu`.
 MAIN_STRATEGIES: dict[str, tuple[str, ...]] = {
-    "gpu": ("auto", "gpu", "cpu-moe", "expert-cache:lru", "cpu"),
+    "gpu": ("auto", "gpu", "cpu-moe", "expert-cache:lru"),
     "system": ("auto", "gpu", "tp:{n}", "cpu-moe", "expert-cache:lru"),
     "unified": ("auto", "unified"),
-    "cpu": ("auto", "cpu"),
+    "cpu": ("auto",),
 }
 ALL_STRATEGIES: dict[str, tuple[str, ...]] = {
     "gpu": (
@@ -121,13 +123,29 @@ def resolve_models(spec: str) -> tuple:
     return tuple(chosen)
 
 
-def resolve_quants(spec: str, models) -> dict[str, tuple[str, ...]]:
-    """Quant ids per model alias: `all` = every quant applicable to that model; a list is
-    intersected with each model's applicable quants (unknown ids are an error)."""
+# File formats each engine loads (QuantScheme.kind). llama.cpp-family engines read GGUF: the
+# llama.cpp file types, unsloth dynamic mixes and gpt-oss's native MXFP4 GGUF; vLLM serves
+# safetensors formats (FP8, GPTQ, AWQ, NVFP4, native MXFP4); MLX its own 4-bit format.
+ENGINE_QUANT_KINDS: dict[str, frozenset[str]] = {
+    "llama.cpp": frozenset({"gguf", "gguf-dynamic", "native"}),
+    "ik_llama.cpp": frozenset({"gguf", "gguf-dynamic", "native"}),
+    "ktransformers": frozenset({"gguf", "gguf-dynamic", "native"}),
+    "vllm": frozenset({"fp8", "gptq", "awq", "nvfp4", "native"}),
+    "mlx": frozenset({"mlx", "native"}),
+}
+
+
+def resolve_quants(spec: str, models, engine: str | None = None) -> dict[str, tuple[str, ...]]:
+    """Quant ids per model alias: `all` = every quant applicable to that model (catalog
+    `applicable_quants`) in a format the engine loads; a list is intersected with each
+    model's applicable quants (unknown ids are an error)."""
     from moesim.catalog.quants import all_quants, applicable_quants, get_quant
 
     if spec.strip().lower() == "all":
-        return {m.alias: tuple(q.id for q in applicable_quants(m)) for m in models}
+        kinds = ENGINE_QUANT_KINDS.get(engine or "")
+        return {
+            m.alias: tuple(q.id for q in applicable_quants(m) if kinds is None or q.kind in kinds) for m in models
+        }
     wanted = []
     for name in split_ids(spec):
         try:

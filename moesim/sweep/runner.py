@@ -144,7 +144,7 @@ def resolve(options: SweepOptions) -> ResolvedSweep:
         from moesim.trace.generate import load_preset
 
         load_preset(options.preset)  # unknown preset: one-line error before any work
-    quants = pts.resolve_quants(options.quants, models)
+    quants = pts.resolve_quants(options.quants, models, engine)
     targets = pts.resolve_targets(options.devices, options.hosts)
     templates = pts.resolve_strategies(options.strategies)
     trace_id, trace_path = pts.trace_identity(options.trace, options.preset)
