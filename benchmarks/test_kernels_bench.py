@@ -1,0 +1,155 @@
+"""pytest-benchmark cases for the expert-cache kernels (outside the default test paths).
+
+    pytest benchmarks/test_kernels_bench.py --benchmark-columns=min,mean,rounds
+
+Stream: a synthetic DeepSeek-R1 trace (58 MoE layers x 256 experts, top-8; 20k tokens = 9.28 M look-ups),
+capacity 25% of all routed experts. Kernels are compiled before timing (numba-stats' "warm-up JIT").
+Speed goals are reported as ratios against reference runs in the same process (`extra_info`), never
+asserted: the libCacheSim cases are the reference for `compare_libcachesim.py`'s ratios, the LRU replay
+the reference for the miss-ratio curve, the 10k-token run the reference for the 100k-token run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moesim.cache import POLICIES, lru_curve, next_use_times, replay
+
+N_EXPERTS = 256
+CAPACITY_FRACTION = 0.25
+_REFERENCE: dict[str, float] = {}
+
+
+def deepseek_experts(n_tokens: int) -> np.ndarray:
+    from moesim.catalog.models import get_model
+    from moesim.trace.generate import generate_trace
+
+    return generate_trace(get_model("deepseek-r1"), n_tokens, seed=0).experts
+
+
+@pytest.fixture(scope="module")
+def stream():
+    experts = deepseek_experts(20_000)
+    sizes = np.ones(experts.shape[1], np.int64)
+    capacity = int(experts.shape[1] * N_EXPERTS * CAPACITY_FRACTION)
+    return experts, sizes, capacity
+
+
+def _per_lookup(benchmark, n_lookups: int) -> float:
+    return benchmark.stats.stats.min / n_lookups
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_replay_policy(benchmark, stream, policy):
+    experts, sizes, capacity = stream
+    next_use = next_use_times(experts, N_EXPERTS) if "belady" in policy else None
+    replay(experts[:4], policy, capacity, sizes, n_experts=N_EXPERTS)  # warm-up JIT
+    result = benchmark.pedantic(
+        replay, args=(experts, policy, capacity, sizes), kwargs=dict(n_experts=N_EXPERTS, next_use=next_use),
+        rounds=3, iterations=1,
+    )
+    seconds = benchmark.stats.stats.min
+    _REFERENCE[policy] = seconds
+    benchmark.extra_info.update(lookups=int(experts.size), hit_rate=result.hit_rate, mlookups_per_s=experts.size / seconds / 1e6)
+
+
+def test_next_use_precompute(benchmark, stream):
+    experts, _, _ = stream
+    next_use_times(experts[:4], N_EXPERTS)
+    benchmark.pedantic(next_use_times, args=(experts, N_EXPERTS), rounds=3, iterations=1)
+
+
+def test_lru_curve_vs_one_lru_replay(benchmark, stream):
+    experts, sizes, capacity = stream
+    replay(experts[:4], "lru", capacity, sizes, n_experts=N_EXPERTS)
+    lru_curve(experts[:4], sizes, n_experts=N_EXPERTS)
+    started = time.perf_counter()
+    replay(experts, "lru", capacity, sizes, n_experts=N_EXPERTS)
+    lru_seconds = min(_REFERENCE.get("lru", float("inf")), time.perf_counter() - started)
+    curve = benchmark.pedantic(lru_curve, args=(experts, sizes), kwargs=dict(n_experts=N_EXPERTS), rounds=3, iterations=1)
+    ratio = benchmark.stats.stats.min / lru_seconds
+    benchmark.extra_info.update(curve_over_one_lru_replay=ratio, hit_rate_at_capacity=curve.hit_rate_at(capacity))
+    print(f"\nfull LRU curve = {ratio:.2f} x one LRU replay (goal <= 2)")
+
+
+@pytest.mark.parametrize("n_tokens", [10_000, 100_000])
+def test_lru_scales_linearly(benchmark, n_tokens):
+    experts = deepseek_experts(n_tokens)
+    sizes = np.ones(experts.shape[1], np.int64)
+    capacity = int(experts.shape[1] * N_EXPERTS * CAPACITY_FRACTION)
+    replay(experts[:4], "lru", capacity, sizes, n_experts=N_EXPERTS)
+    benchmark.pedantic(replay, args=(experts, "lru", capacity, sizes), kwargs=dict(n_experts=N_EXPERTS), rounds=3, iterations=1)
+    per_lookup = _per_lookup(benchmark, experts.size)
+    _REFERENCE[f"lru-{n_tokens}"] = per_lookup
+    benchmark.extra_info["ns_per_lookup"] = per_lookup * 1e9
+    if n_tokens == 100_000 and "lru-10000" in _REFERENCE:
+        ratio = per_lookup / _REFERENCE["lru-10000"]
+        benchmark.extra_info["per_lookup_cost_vs_10k"] = ratio
+        print(f"\nper-look-up cost at 100k tokens = {ratio:.2f} x the cost at 10k (1.0 = linear)")
+
+
+COMPILE_SCRIPT = textwrap.dedent(
+    """
+    import json, time
+    import numpy as np
+    started = time.perf_counter()
+    from moesim.cache import POLICIES, PrefetchSpec, lru_curve, replay
+    experts = np.array([[[0, 1], [2, 3]], [[1, 2], [0, 3]], [[3, 0], [1, 2]]], np.uint8)
+    for policy in POLICIES:
+        replay(experts, policy, 3, [1, 2], warmup_tokens=1)
+    for predictor in ("oracle", "previous-token", "cooccurrence"):
+        replay(experts, "lru", 3, [1, 2], warmup_tokens=2, prefetch=PrefetchSpec(predictor))
+    lru_curve(experts, [1, 2])
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+    """
+)
+
+
+def test_compile_time_all_kernels_fresh(benchmark):
+    """Import + compile every cache kernel in a fresh process with an empty Numba cache (goal < 10 s)."""
+
+    def compile_fresh():
+        with tempfile.TemporaryDirectory() as cache_dir:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+            env.pop("NUMBA_DISABLE_JIT", None)
+            out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, capture_output=True, text=True, check=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+    seconds = benchmark.pedantic(compile_fresh, rounds=1, iterations=1)
+    benchmark.extra_info["compile_seconds"] = seconds
+    print(f"\nfresh compile of all cache kernels: {seconds:.1f} s (goal < 10 s)")
+
+
+def test_libcachesim_reference(benchmark, stream):
+    """libCacheSim's LRU on the same stream (oracleGeneral binary through its C reader): the reference
+    the LRU ratio is reported against."""
+    libcachesim = pytest.importorskip("libcachesim")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare_libcachesim import write_oracle_trace
+
+    experts, sizes, capacity = stream
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stream.oracleGeneral.bin"
+        write_oracle_trace(experts, next_use_times(experts, N_EXPERTS), path)
+
+        def run():
+            reader = libcachesim.TraceReader(str(path), libcachesim.TraceType.ORACLE_GENERAL_TRACE)
+            return libcachesim.LRU(capacity).process_trace(reader)
+
+        miss_ratio, _ = benchmark.pedantic(run, rounds=2, iterations=1)
+    ours = replay(experts, "lru", capacity, sizes, n_experts=N_EXPERTS)
+    assert experts.size - round(miss_ratio * experts.size) == ours.hit_count  # same stream, same answer
+    if "lru" in _REFERENCE:
+        ratio = benchmark.stats.stats.min / _REFERENCE["lru"]
+        benchmark.extra_info["moesim_lru_speedup"] = ratio
+        print(f"\nmoesim LRU = {ratio:.1f} x libCacheSim LRU (goal >= 6)")
