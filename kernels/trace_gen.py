@@ -106,51 +106,78 @@ def _draw_remaining(probability, layer, x, used):
 
 
 @jit
-def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_affinity, uniforms, prev, has_prev, out):
+def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_recall, recall_decay, p_affinity,
+                     uniforms, history, n_history, out):
     """Fill `out` (tokens, layers, k) with expert ids for consecutive tokens of ONE sequence.
 
     probability: float64 (layers, experts) popularity for this sequence (rows sum to 1), with its
         alias tables alias_prob/alias_idx from `build_alias`.
     affinity: int (layers, experts, fanout) -- affinity[l, a] lists experts of layer l that tend to
         follow expert a of layer l-1 (row 0 unused).
-    p_reuse, p_affinity: float64 (layers,) probability that a slot copies an expert of the previous
-        token in the same layer / follows the affinity map from this token's previous layer.
-    uniforms: float64 (tokens, layers, k, 2) -- [..., 0] picks the mechanism, [..., 1] the expert.
-    prev: (layers, k) experts of the token before the first one here; has_prev: 0 at a sequence start.
-    Each slot: with p_reuse copy one not-yet-chosen expert of the previous token, else with
-    p_affinity follow the affinity map from a random expert of the previous layer, else (or if that
-    expert is already taken) draw from the popularity without repeating an expert in the token.
+    p_reuse, p_recall, recall_decay, p_affinity: float64 (layers,). A slot copies an expert of the
+        previous token in the same layer with probability p_reuse, or of an earlier token of the
+        sequence with probability p_recall -- d tokens back, d >= 2 geometric:
+        P(d) = (1 - recall_decay) * recall_decay**(d - 2), cut at the history length. Otherwise, with
+        p_affinity, it follows the affinity map from a random expert this token picked in the
+        previous layer; otherwise (or if the chosen expert is already taken) it draws by
+        popularity, never repeating an expert in a token.
+    uniforms: float64 (tokens, layers, k, 2) -- [..., 0] picks the mechanism (and the distance),
+        [..., 1] the expert.
+    history: (H, layers, k) the tokens before the first one here, most recent first; n_history of
+        them belong to this sequence (0 at a sequence start).
     """
     n_tokens, n_layers, k = out.shape
     n_experts = probability.shape[1]
     fanout = affinity.shape[2]
+    max_distance = history.shape[0]
     used = np.zeros(n_experts, dtype=np.uint8)
-    last = np.empty(k, dtype=np.int64)
+    source = np.empty(k, dtype=np.int64)
     for t in range(n_tokens):
-        previous_available = t > 0 or has_prev != 0
+        available = t + n_history
+        if available > max_distance:
+            available = max_distance
         for layer in range(n_layers):
-            if previous_available:
-                for i in range(k):
-                    last[i] = prev[layer, i] if t == 0 else out[t - 1, layer, i]
             for j in range(k):
                 u = uniforms[t, layer, j, 0]
                 x = uniforms[t, layer, j, 1]
                 chosen = -1
-                if u < p_reuse[layer] and previous_available:
+                p_copy = p_reuse[layer] + p_recall[layer]
+                d = 0
+                if u < p_reuse[layer]:
+                    d = 1
+                elif u < p_copy and available >= 2:
+                    # distance by inverse CDF of the truncated geometric, from the rescaled u
+                    v = (u - p_reuse[layer]) / p_recall[layer]
+                    q = recall_decay[layer]
+                    d = 2
+                    mass = 1.0 - q
+                    cum = mass
+                    while v >= cum and d < available:
+                        d += 1
+                        mass *= q
+                        cum += mass
+                if d > available:
+                    d = 0
+                if d > 0:
+                    for i in range(k):
+                        if d <= t:
+                            source[i] = out[t - d, layer, i]
+                        else:
+                            source[i] = history[d - t - 1, layer, i]
                     free = 0
                     for i in range(k):
-                        if used[last[i]] == 0:
+                        if used[source[i]] == 0:
                             free += 1
                     if free > 0:
                         target = int(x * free)
                         seen = 0
                         for i in range(k):
-                            if used[last[i]] == 0:
+                            if used[source[i]] == 0:
                                 if seen == target:
-                                    chosen = last[i]
+                                    chosen = source[i]
                                     break
                                 seen += 1
-                elif layer > 0 and u < p_reuse[layer] + p_affinity[layer]:
+                elif u >= p_copy and layer > 0 and u < p_copy + p_affinity[layer]:
                     scaled = x * k
                     i = int(scaled)
                     if i >= k:
@@ -162,7 +189,7 @@ def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_af
                     if used[candidate] == 0:
                         chosen = candidate
                 if chosen < 0:
-                    if u < p_reuse[layer] + p_affinity[layer]:
+                    if u < p_copy + p_affinity[layer]:
                         # x was spent on the failed copy; move it before the popularity draw
                         x = x * _REDRAW_MUL + _REDRAW_ADD
                         x = x - int(x)
@@ -174,3 +201,22 @@ def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_af
                 used[chosen] = 1
             for j in range(k):
                 used[out[t, layer, j]] = 0
+
+
+@jit
+def push_history(history, n_history, out):
+    """Update `history` (most recent first) with the tokens of `out`; returns the new n_history."""
+    h = history.shape[0]
+    n = out.shape[0]
+    if n >= h:
+        for d in range(h):
+            history[d] = out[n - 1 - d]
+    else:
+        for d in range(h - 1, n - 1, -1):
+            history[d] = history[d - n]
+        for d in range(n):
+            history[d] = out[n - 1 - d]
+    n_history += n
+    if n_history > h:
+        n_history = h
+    return n_history

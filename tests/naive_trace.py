@@ -47,36 +47,52 @@ def _popular(probability, alias_prob, alias_idx, layer, x, taken):
     return free[0]
 
 
-def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_affinity, uniforms, prev, has_prev):
+def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_recall, recall_decay, p_affinity,
+                     uniforms, history, n_history):
     """Reference for kernels.trace_gen.generate_routing; returns a list of lists of lists."""
     n_tokens, n_layers, k = uniforms.shape[:3]
     fanout = affinity.shape[2]
+    past = [[list(map(int, row)) for row in tok] for tok in history[:n_history]]  # most recent first
     out = []
     for t in range(n_tokens):
+        available = min(len(past), len(history))
         row = []
-        previous = out[t - 1] if t > 0 else ([list(map(int, p)) for p in prev] if has_prev else None)
         for layer in range(n_layers):
             taken = []
             for j in range(k):
                 u, x = float(uniforms[t, layer, j, 0]), float(uniforms[t, layer, j, 1])
                 chosen = None
-                if u < p_reuse[layer] and previous is not None:
-                    free = [e for e in previous[layer] if e not in taken]
+                p_copy = p_reuse[layer] + p_recall[layer]
+                distance = None
+                if u < p_reuse[layer]:
+                    distance = 1
+                elif u < p_copy and available >= 2:
+                    # truncated geometric over d = 2, 3, ...: smallest d whose cumulative mass exceeds v
+                    v = (u - p_reuse[layer]) / p_recall[layer]
+                    q = recall_decay[layer]
+                    d, mass, cum = 2, 1 - q, 1 - q
+                    while v >= cum and d < available:
+                        d, mass = d + 1, mass * q
+                        cum += mass
+                    distance = d
+                if distance is not None and distance <= available:
+                    free = [e for e in past[distance - 1][layer] if e not in taken]
                     if free:
                         chosen = free[int(x * len(free))]
-                elif layer > 0 and u < p_reuse[layer] + p_affinity[layer]:
+                elif u >= p_copy and layer > 0 and u < p_copy + p_affinity[layer]:
                     i = min(int(x * k), k - 1)
                     f = min(int((x * k - i) * fanout), fanout - 1)
                     candidate = int(affinity[layer, row[layer - 1][i], f])
                     if candidate not in taken:
                         chosen = candidate
                 if chosen is None:
-                    if u < p_reuse[layer] + p_affinity[layer]:
+                    if u < p_copy + p_affinity[layer]:
                         x = _frac_step(x)
                     chosen = _popular(probability, alias_prob, alias_idx, layer, x, taken)
                 taken.append(chosen)
             row.append(taken)
         out.append(row)
+        past.insert(0, row)
     return out
 
 

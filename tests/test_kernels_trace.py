@@ -36,25 +36,40 @@ def test_alias_tables_encode_the_distribution_exactly(skew):
 
 
 @pytest.mark.parametrize(
-    "n_experts,k,p_reuse,p_affinity,skew,has_prev",
-    [(8, 2, 0.3, 0.2, 1.0, 0), (6, 5, 0.5, 0.3, 0.05, 1), (16, 4, 0.0, 0.0, 0.2, 0), (5, 5, 0.2, 0.2, 0.3, 1)],
+    "n_experts,k,p_reuse,p_recall,decay,p_affinity,skew,n_history",
+    [(8, 2, 0.3, 0.0, 0.5, 0.2, 1.0, 0), (6, 5, 0.3, 0.2, 0.5, 0.3, 0.05, 2), (16, 4, 0.0, 0.0, 0.0, 0.0, 0.2, 0),
+     (5, 5, 0.2, 0.3, 0.9, 0.2, 0.3, 4), (12, 3, 0.3, 0.4, 0.7, 0.1, 0.5, 4), (9, 2, 0.1, 0.6, 0.0, 0.2, 0.5, 1)],
 )
-def test_generate_routing_matches_reference(n_experts, k, p_reuse, p_affinity, skew, has_prev):
+def test_generate_routing_matches_reference(n_experts, k, p_reuse, p_recall, decay, p_affinity, skew, n_history):
     rng = np.random.default_rng(n_experts * 10 + k)
-    n_tokens, n_layers, fanout = 12, 3, 3
+    n_tokens, n_layers, fanout, depth = 12, 3, 3, 4
     probability, alias_prob, alias_idx = _tables(rng, n_layers, n_experts, skew)
     affinity = rng.integers(0, n_experts, size=(n_layers, n_experts, fanout)).astype(np.int32)
-    reuse = np.full(n_layers, p_reuse)
-    aff = np.full(n_layers, p_affinity)
+    reuse, recall = np.full(n_layers, p_reuse), np.full(n_layers, p_recall)
+    decay_arr, aff = np.full(n_layers, decay), np.full(n_layers, p_affinity)
     uniforms = rng.random((n_tokens, n_layers, k, 2))
-    prev = np.array([rng.permutation(n_experts)[:k] for _ in range(n_layers)], dtype=np.int64)
+    history = np.array([[rng.permutation(n_experts)[:k] for _ in range(n_layers)] for _ in range(depth)],
+                       dtype=np.int64)
     out = np.zeros((n_tokens, n_layers, k), dtype=np.uint8)
-    trace_gen.generate_routing(probability, alias_prob, alias_idx, affinity, reuse, aff, uniforms, prev, has_prev, out)
-    expected = naive_trace.generate_routing(probability, alias_prob, alias_idx, affinity, reuse, aff, uniforms, prev,
-                                            has_prev)
+    trace_gen.generate_routing(probability, alias_prob, alias_idx, affinity, reuse, recall, decay_arr, aff,
+                               uniforms, history, n_history, out)
+    expected = naive_trace.generate_routing(probability, alias_prob, alias_idx, affinity, reuse, recall, decay_arr,
+                                            aff, uniforms, history, n_history)
     assert out.tolist() == expected
     for row in out.reshape(-1, k):
         assert len(set(row.tolist())) == k
+
+
+@pytest.mark.parametrize("n_history,chunk", [(0, 3), (2, 5), (4, 9)])
+def test_push_history_keeps_most_recent_first(n_history, chunk):
+    depth = 4
+    history = np.arange(depth * 2 * 1).reshape(depth, 2, 1).astype(np.int64) + 100
+    before = history.copy()
+    out = np.arange(chunk * 2).reshape(chunk, 2, 1).astype(np.uint8)
+    new_n = trace_gen.push_history(history, n_history, out)
+    expected = [out[chunk - 1 - d] if d < chunk else before[d - chunk] for d in range(depth)]
+    np.testing.assert_array_equal(history, np.array(expected))
+    assert new_n == min(depth, n_history + chunk)
 
 
 def _long_rows(rng, n_tokens, moe_layers, n_experts, k):

@@ -240,8 +240,13 @@ def _meta_from_arrow(metadata: dict[bytes, bytes] | None, path) -> TraceMeta:
     return meta
 
 
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, so a hostile name cannot break the one-line message."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return _printable(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def _check_schema(schema, meta: TraceMeta, path) -> bool:
@@ -253,16 +258,16 @@ def _check_schema(schema, meta: TraceMeta, path) -> bool:
     want_types = {"seq": pa.int32(), "token": pa.int32(), "layer": pa.int16()}
     for name in expected + ["phase"]:
         if name not in names:
-            raise MoesimError(f"{path}: wrong schema: no '{name}' column (has {', '.join(names)})")
+            raise MoesimError(f"{path}: wrong schema: no '{name}' column (has {', '.join(map(_printable, names))})")
     for name, typ in want_types.items():
         if schema.field(name).type != typ:
-            raise MoesimError(f"{path}: wrong schema: column '{name}' is {schema.field(name).type}, expected {typ}")
+            raise MoesimError(f"{path}: wrong schema: column '{name}' is {_printable(schema.field(name).type)}, expected {typ}")
     for name, value_type in (("experts", pa.uint16()), ("weights", pa.float32())):
         if name not in names:
             continue
         typ = schema.field(name).type
         if not pa.types.is_fixed_size_list(typ) or typ.value_type != value_type:
-            raise MoesimError(f"{path}: wrong schema: column '{name}' is {typ}, expected fixed_size_list<{value_type}, top_k>")
+            raise MoesimError(f"{path}: wrong schema: column '{name}' is {_printable(typ)}, expected fixed_size_list<{value_type}, top_k>")
         if typ.list_size != meta.top_k:
             raise MoesimError(
                 f"{path}: wrong top_k: column '{name}' holds {typ.list_size} per row but metadata top_k is {meta.top_k}"
@@ -270,10 +275,10 @@ def _check_schema(schema, meta: TraceMeta, path) -> bool:
     phase = schema.field("phase").type
     if not (pa.types.is_string(phase) or pa.types.is_large_string(phase)
             or (pa.types.is_dictionary(phase) and pa.types.is_string(phase.value_type))):
-        raise MoesimError(f"{path}: wrong schema: column 'phase' is {phase}, expected dictionary<string> or string")
+        raise MoesimError(f"{path}: wrong schema: column 'phase' is {_printable(phase)}, expected dictionary<string> or string")
     extra = [n for n in names if n not in expected + ["weights", "phase"]]
     if extra:
-        raise MoesimError(f"{path}: wrong schema: unexpected column(s) {', '.join(extra)}")
+        raise MoesimError(f"{path}: wrong schema: unexpected column(s) {', '.join(map(_printable, extra))}")
     return "weights" in names
 
 
@@ -363,6 +368,9 @@ def _open(path):
     try:
         source = pa.memory_map(str(path), "r")
         reader = pa.ipc.open_file(source)
+        # touch every schema string now: damaged names surface as decode errors here, not later
+        schema = reader.schema
+        _ = (schema.names, schema.metadata, [str(f.type) for f in schema])
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise MoesimError(f"{path}: truncated or corrupt Arrow file ({_one_line(exc)})") from None
     return reader, source
@@ -404,6 +412,9 @@ def read_trace(path: str | os.PathLike) -> Trace:
         if n == 0:
             continue
         try:
+            # full validation first: a damaged file can hold offsets or dictionary indices that would
+            # make later reads touch memory outside its buffers
+            batch.validate(full=True)
             cols = _batch_arrays(batch, k, with_weights, path, row0)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise MoesimError(f"{path}: truncated or corrupt Arrow file ({_one_line(exc)})") from None
@@ -467,7 +478,7 @@ def _batch_arrays(batch, k: int, with_weights: bool, path, row0: int):
     unknown = ~(is_pre.astype(bool) | is_dec)
     if unknown.any():
         bad = int(np.flatnonzero(unknown)[0])
-        raise _row_error(path, row0 + bad, f"phase '{phase_col[bad].as_py()}' is neither prefill nor decode")
+        raise _row_error(path, row0 + bad, f"phase '{_printable(phase_col[bad].as_py())}' is neither prefill nor decode")
     return seq, tok, layer, experts, weights, is_pre
 
 

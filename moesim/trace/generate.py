@@ -7,7 +7,8 @@ The generative model (all parameters per MoE layer unless noted; see `traces/REA
 - topic shifts: every sequence multiplies the popularity by lognormal noise of `topic_sigma`, so
   different prompts favour different experts;
 - temporal locality: each top-k slot copies an expert of the previous token in the same layer with
-  probability `p_reuse`;
+  probability `p_reuse`, or of an earlier token (distance 2, 3, ... geometric with `recall_decay`)
+  with probability `p_recall`;
 - inter-layer affinity: otherwise, with probability `p_affinity`, it follows a sparse affinity map
   (`affinity_fanout` successors per expert) from an expert this token picked in the previous layer;
 - otherwise it draws from the sequence's popularity, never repeating an expert within a token.
@@ -19,6 +20,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,14 @@ _PARAM_DEFAULTS: dict[str, Any] = {
     "dirichlet_concentration": 0.0,
     "topic_sigma": 0.0,
     "p_reuse": 0.0,
+    "p_recall": 0.0,
+    "recall_decay": 0.5,
     "p_affinity": 0.0,
     "affinity_fanout": 4,
 }
-_PER_LAYER = ("zipf_exponent", "topic_sigma", "p_reuse", "p_affinity")
+_PER_LAYER = ("zipf_exponent", "topic_sigma", "p_reuse", "p_recall", "recall_decay", "p_affinity")
+# How many earlier tokens a recalled expert can come from (the geometric distance is cut here).
+REUSE_HISTORY = 16
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,10 @@ def _check_params(params: dict, where: str) -> dict:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
                 raise MoesimError(f"{where}: parameter {name} must be a finite number >= 0, got {v!r}")
-        if name in ("p_reuse", "p_affinity") and max(values) > 1:
+        if name in ("p_reuse", "p_recall", "p_affinity") and max(values) > 1:
             raise MoesimError(f"{where}: parameter {name} is a probability, got {max(values)}")
+        if name == "recall_decay" and max(values) >= 1:
+            raise MoesimError(f"{where}: parameter recall_decay must be below 1, got {max(values)}")
     if int(out["affinity_fanout"]) < 1:
         raise MoesimError(f"{where}: affinity_fanout must be >= 1")
     return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in out.items()}
@@ -171,6 +179,8 @@ class RoutingModel:
     affinity: np.ndarray  # (layers, experts, fanout) int32
     topic_sigma: np.ndarray  # (layers,)
     p_reuse: np.ndarray  # (layers,)
+    p_recall: np.ndarray  # (layers,)
+    recall_decay: np.ndarray  # (layers,)
     p_affinity: np.ndarray  # (layers,)
 
 
@@ -197,13 +207,16 @@ def build_routing_model(params: dict, n_layers: int, n_experts: int, rng: np.ran
         draws = rng.random((n_experts, fanout)) * cdf[-1]
         affinity[layer] = np.minimum(np.searchsorted(cdf, draws, side="right"), n_experts - 1)
     p_reuse = np.clip(_per_layer(params["p_reuse"], n_layers), 0.0, 1.0)
+    p_recall = np.minimum(np.clip(_per_layer(params["p_recall"], n_layers), 0.0, 1.0), 1.0 - p_reuse)
     p_affinity = np.clip(_per_layer(params["p_affinity"], n_layers), 0.0, 1.0)
-    p_affinity = np.minimum(p_affinity, 1.0 - p_reuse)
+    p_affinity = np.minimum(p_affinity, 1.0 - p_reuse - p_recall)
     return RoutingModel(
         popularity=popularity,
         affinity=affinity,
         topic_sigma=_per_layer(params["topic_sigma"], n_layers),
         p_reuse=p_reuse,
+        p_recall=p_recall,
+        recall_decay=np.clip(_per_layer(params["recall_decay"], n_layers), 0.0, 0.99),
         p_affinity=p_affinity,
     )
 
@@ -226,32 +239,40 @@ def generate_experts(
     n_moe_layers: int,
     n_experts: int,
     top_k: int,
-    tokens_per_seq: int,
+    tokens_per_seq: int | Sequence[int],
     n_seqs: int,
     seed: int,
 ) -> np.ndarray:
-    """The expert array (n_seqs * tokens_per_seq, layers, k) for sequences laid end to end."""
-    from moesim.kernels.trace_gen import generate_routing
+    """The expert array (total tokens, layers, k) for sequences laid end to end.
+
+    `tokens_per_seq` is one length for all `n_seqs` sequences, or a list of lengths (one per
+    sequence, `n_seqs` then ignored). All sequences share the layer structure (popularity ranks,
+    affinity maps); each draws its own topic shift.
+    """
+    from moesim.kernels.trace_gen import generate_routing, push_history
 
     if top_k > n_experts:
         raise MoesimError(f"top_k {top_k} exceeds the {n_experts} routed experts")
+    lengths = [int(tokens_per_seq)] * int(n_seqs) if np.ndim(tokens_per_seq) == 0 else [int(x) for x in tokens_per_seq]
     structure_seed, topic_seed, slot_seed = np.random.SeedSequence(seed).spawn(3)
     model = build_routing_model(params, n_moe_layers, n_experts, np.random.Generator(np.random.PCG64(structure_seed)))
     topic_rng = np.random.Generator(np.random.PCG64(topic_seed))
     slot_rng = np.random.Generator(np.random.PCG64(slot_seed))
     dtype = np.uint8 if n_experts <= 256 else np.uint16
-    experts = np.empty((n_seqs * tokens_per_seq, n_moe_layers, top_k), dtype=dtype)
-    prev = np.zeros((n_moe_layers, top_k), dtype=np.int64)
-    for s in range(n_seqs):
+    experts = np.empty((sum(lengths), n_moe_layers, top_k), dtype=dtype)
+    history = np.zeros((REUSE_HISTORY, n_moe_layers, top_k), dtype=np.int64)
+    base = 0
+    for length in lengths:
         probability, alias_prob, alias_idx = _sequence_popularity(model, topic_rng)
-        base = s * tokens_per_seq
-        for start in range(0, tokens_per_seq, _CHUNK_TOKENS):
-            stop = min(tokens_per_seq, start + _CHUNK_TOKENS)
+        n_history = 0
+        for start in range(0, length, _CHUNK_TOKENS):
+            stop = min(length, start + _CHUNK_TOKENS)
             uniforms = slot_rng.random((stop - start, n_moe_layers, top_k, 2))
             out = experts[base + start:base + stop]
-            generate_routing(probability, alias_prob, alias_idx, model.affinity, model.p_reuse, model.p_affinity, uniforms, prev,
-                             1 if start > 0 else 0, out)
-            prev[:] = out[-1]
+            generate_routing(probability, alias_prob, alias_idx, model.affinity, model.p_reuse, model.p_recall,
+                             model.recall_decay, model.p_affinity, uniforms, history, n_history, out)
+            n_history = push_history(history, n_history, out)
+        base += length
     return experts
 
 
