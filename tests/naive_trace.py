@@ -127,3 +127,77 @@ def first_bad_long_row(seq, token, layer, phase, experts, moe_layers, n_experts)
             if e in ids[:i]:
                 return "duplicate", r
     return None, -1
+
+
+def reuse_counts(experts, first_of_seq):
+    """Per layer (reused, lookups) with sets."""
+    n, n_layers, _ = experts.shape
+    reused, lookups = [0] * n_layers, [0] * n_layers
+    for t in range(1, n):
+        if first_of_seq[t]:
+            continue
+        for layer in range(n_layers):
+            before = set(experts[t - 1, layer].tolist())
+            for e in experts[t, layer].tolist():
+                lookups[layer] += 1
+                reused[layer] += e in before
+    return reused, lookups
+
+
+def reuse_distance_histogram(experts, first_of_seq, n_bins):
+    """Per layer histogram: bin 0 first use in the sequence, bin b covers distances [2**(b-1), 2**b)."""
+    n, n_layers, _ = experts.shape
+    hist = [[0] * n_bins for _ in range(n_layers)]
+    for layer in range(n_layers):
+        last = {}
+        for t in range(n):
+            if first_of_seq[t]:
+                last = {}
+            for e in experts[t, layer].tolist():
+                if e not in last:
+                    b = 0
+                else:
+                    d = t - last[e]
+                    b = min(n_bins - 1, d.bit_length())
+                hist[layer][b] += 1
+                last[e] = t
+    return hist
+
+
+def mean_working_set(experts, window):
+    n, n_layers, _ = experts.shape
+    if n < window:
+        window = n
+    n_windows = n // window
+    return [sum(len(set(experts[w * window:(w + 1) * window, layer].reshape(-1).tolist()))
+                for w in range(n_windows)) / n_windows for layer in range(n_layers)]
+
+
+def predicted_hits(experts, train, test):
+    """Co-occurrence prediction of layer l+1 from layer l (ties to the lower id, popularity tie-break)."""
+    n_layers, k = experts.shape[1], experts.shape[2]
+    table_hits, base_hits, lookups = [], [], []
+    for layer in range(n_layers - 1):
+        counts = {}
+        pop = {}
+        for t in train:
+            for b in experts[t, layer + 1].tolist():
+                pop[b] = pop.get(b, 0) + 1
+            for a in experts[t, layer].tolist():
+                for b in experts[t, layer + 1].tolist():
+                    counts[(a, b)] = counts.get((a, b), 0) + 1
+        n_experts = int(experts.max()) + 1
+        baseline = sorted(range(n_experts), key=lambda e: (-pop.get(e, 0), e))[:k]
+        th = bh = lk = 0
+        for t in test:
+            scores = {b: sum(counts.get((a, b), 0) for a in experts[t, layer].tolist()) + pop.get(b, 0) * 1e-6
+                      for b in range(n_experts)}
+            predicted = sorted(range(n_experts), key=lambda e: (-scores[e], e))[:k]
+            for actual in experts[t, layer + 1].tolist():
+                lk += 1
+                th += actual in predicted
+                bh += actual in baseline
+        table_hits.append(th)
+        base_hits.append(bh)
+        lookups.append(lk)
+    return table_hits, base_hits, lookups

@@ -141,3 +141,53 @@ def test_check_compact_experts_finds_first_bad_token_layer():
     bad[3, 2] = [0, 1, 2]
     code, t, layer, e = trace_check.check_compact_experts(bad, 8)
     assert (code, t, layer, e) == (trace_check.EXPERT_RANGE, 4, 0, 9)
+
+
+def _routing(seed, n=40, n_layers=3, n_experts=7, k=2):
+    rng = np.random.default_rng(seed)
+    # a small pool per layer makes repeats, ties and reuse common
+    return np.array([[rng.choice(n_experts, size=k, replace=False) for _ in range(n_layers)] for _ in range(n)],
+                    dtype=np.uint8)
+
+
+def _first(n, starts):
+    first = np.zeros(n, dtype=bool)
+    first[list(starts)] = True
+    return first
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reuse_and_distance_kernels_match_reference(seed):
+    from moesim.kernels import trace_stats
+
+    experts = _routing(seed)
+    first = _first(len(experts), [0, 17])
+    reused, lookups = trace_stats.reuse_counts(experts, first)
+    assert (reused.tolist(), lookups.tolist()) == tuple(naive_trace.reuse_counts(experts, first))
+    hist = trace_stats.reuse_distance_histogram(experts, first, 7, 5)
+    assert hist.tolist() == naive_trace.reuse_distance_histogram(experts, first, 5)
+
+
+@pytest.mark.parametrize("window", [1, 4, 7, 100])
+def test_working_set_kernel_matches_reference(window):
+    from moesim.kernels import trace_stats
+
+    experts = _routing(3)
+    np.testing.assert_allclose(trace_stats.mean_working_set(experts, 7, window),
+                               naive_trace.mean_working_set(experts, window))
+
+
+def test_interlayer_prediction_kernels_match_reference():
+    from moesim.kernels import trace_stats
+
+    experts = _routing(4, n=30, n_layers=3, n_experts=6, k=2)
+    train = np.arange(15, dtype=np.int64)
+    test = np.arange(15, 30, dtype=np.int64)
+    counts = trace_stats.cooccurrence(experts, train, 6)
+    pop = np.zeros((2, 6))
+    for t in train:
+        for layer in (1, 2):
+            for e in experts[t, layer]:
+                pop[layer - 1, e] += 1
+    got = trace_stats.predicted_hits(experts, test, counts, pop)
+    assert tuple(x.tolist() for x in got) == tuple(naive_trace.predicted_hits(experts, train, test))
