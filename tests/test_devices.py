@@ -302,8 +302,9 @@ def test_resolve_target():
     assert system.slug == "2x-rtx-3090"
     dev, count, system = resolve_target("3x-rtx-4090")  # ad hoc over the card's own link
     assert count == 3 and system.interconnect == "pcie" and system.interconnect_gbps == dev.link_gbps
-    dev, count, system = resolve_target("h100-80gb", count=2)
+    dev, count, system = resolve_target("h100-80gb", count=2)  # SXM: NVLink without a catalog system
     assert count == 2 and system.device == "h100-80gb"
+    assert system.interconnect == "nvlink" and system.interconnect_gbps == 450
 
 
 def test_resolve_target_errors():

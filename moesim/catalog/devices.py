@@ -62,6 +62,8 @@ class DeviceSpec:
     price_usd: float | None
     source: str
     typical_host: str | None = None  # cpu-kind slug overriding the class's typical host (laptops, old cards)
+    peer_link: str | None = None  # built-in GPU-to-GPU fabric of SXM/OAM parts: "nvlink" | "xgmi"
+    peer_link_gbps: float | None = None  # per device, one direction
 
     @property
     def usable_memory_gb(self) -> float:
@@ -258,7 +260,11 @@ def _build_device(slug: str, raw: dict) -> DeviceSpec:
         price_usd=raw.get("price_usd"),
         source=raw["source"],
         typical_host=raw.get("typical_host"),
+        peer_link=raw.get("peer_link"),
+        peer_link_gbps=raw.get("peer_link_gbps"),
     )
+    if (spec.peer_link is None) != (spec.peer_link_gbps is None) or spec.peer_link not in (None, *_INTERCONNECTS):
+        raise MoesimError(f"{where}: peer_link and peer_link_gbps go together; peer_link one of {_INTERCONNECTS}")
     return spec
 
 
@@ -374,10 +380,11 @@ def _adhoc_system(count: int, device: DeviceSpec) -> SystemSpec:
         name=f"{count}x {device.name}",
         device=device.slug,
         device_count=count,
-        interconnect="pcie" if device.host_link == "pcie" else "nvlink",
-        interconnect_gbps=device.link_gbps,
+        interconnect=device.peer_link or "pcie",
+        interconnect_gbps=device.peer_link_gbps or device.link_gbps,
         host=host.slug,
-        source="ad hoc: devices talk over their own host link (no bridge assumed); host as for one device",
+        source="ad hoc: devices talk over their built-in fabric (SXM/OAM) or else their own PCIe link (no bridge "
+               "assumed); host as for one device",
         host_link_gbps=device.link_gbps,
         host_overrides=(),
     )
