@@ -55,8 +55,13 @@ def test_low_bpw_caps_the_grade():
 
 
 def test_full_tier_lowers_one_step():
-    assert _grade(decode_tok_s=500.0, tier_fill={"vram": 0.99}).grade == "A"
-    assert _grade(decode_tok_s=500.0, tier_fill={"vram": 0.90, "host": 0.2}).grade == "S"
+    rubric = load_rubric()
+    over_vram = min(1.0, rubric.max_vram_fill + 0.004)
+    assert _grade(rubric, decode_tok_s=500.0, tier_fill={"vram": over_vram}).grade == "A"
+    assert _grade(rubric, decode_tok_s=500.0, tier_fill={"vram": rubric.max_vram_fill}).grade == "S"
+    full_host = _grade(rubric, decode_tok_s=500.0, tier_fill={"vram": 0.5, "host": rubric.max_host_fill + 0.05})
+    assert full_host.grade == "A" and "host RAM" in full_host.notes
+    assert _grade(rubric, decode_tok_s=2.0, tier_fill={"host": 0.99}).grade == "F"  # D lowered one step
 
 
 def test_nan_speed_is_f():

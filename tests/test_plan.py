@@ -28,8 +28,8 @@ def test_plan_for_one_model_ranks_candidates():
 
 
 def test_plan_host_changes_the_answer_for_offloaded_models():
-    slow = _plan("--device", "rtx-4090", "--model", "qwen3-235b-a22b", "--host", "desktop-ddr4-3200-2ch")
-    fast = _plan("--device", "rtx-4090", "--model", "qwen3-235b-a22b", "--host", "epyc-9004")
+    slow = _plan("--device", "rtx-4090", "--model", "qwen3-235b-a22b", "--host", "desktop-ddr4-3200-2ch", "--top", "100")
+    fast = _plan("--device", "rtx-4090", "--model", "qwen3-235b-a22b", "--host", "epyc-9004", "--top", "100")
     assert slow["host"] == "desktop-ddr4-3200-2ch" and fast["host"] == "epyc-9004"
     pick = lambda d: max(c["decode_tok_s"] or 0 for c in d["candidates"] if c["quant"] == "Q4_K_M")
     assert pick(fast) > pick(slow)

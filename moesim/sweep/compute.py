@@ -176,11 +176,9 @@ def results_table(cells: list[Cell], results: list, rubric: Rubric) -> pa.Table:
     vram_fill = np.divide(tiers["vram"], vram_cap, out=np.zeros(n), where=vram_cap > 0)
     # on unified memory the pool is counted once, as VRAM
     host_fill = np.divide(tiers["host"], host_cap, out=np.zeros(n), where=(host_cap > 0) & ~unified)
-    fill_max = np.maximum(vram_fill, host_fill)
-    fill_tier = np.where(host_fill > vram_fill, "host", "vram").tolist()
     grades, notes = grade_arrays(rubric, fits=fits, decode_tok_s=tok_s, weights_bytes=weights,
                                  nvme_bytes=tiers["nvme"], bits_per_weight=cols["bits_per_weight"],
-                                 fill_max=fill_max, fill_tier=fill_tier)
+                                 vram_fill=vram_fill, host_fill=host_fill)
     refused = [i for i, r in enumerate(results) if isinstance(r, _Refused)]
     for i in refused:
         grades[i], notes[i] = "F", results[i].reason

@@ -38,7 +38,8 @@ class Rubric:
     rubric_version: str
     speed_min_tok_s: tuple[tuple[str, float], ...]  # (grade, minimum decode tok/s), best grade first
     not_fitting: str
-    max_tier_fill: float
+    max_vram_fill: float
+    max_host_fill: float
     nvme_fail_fraction: float
     nvme_cap: str
     quality_caps: tuple[QualityCap, ...]
@@ -110,7 +111,8 @@ def parse_rubric(text: bytes, path: str = "<rubric>") -> Rubric:
         rubric_version=version.strip(),
         speed_min_tok_s=tuple(thresholds),
         not_fitting=_grade_name(fit.get("not_fitting", "F"), "fit.not_fitting", path),
-        max_tier_fill=_number(fit.get("max_tier_fill", 1.0), "fit.max_tier_fill", path, 0.0, 1.0),
+        max_vram_fill=_number(fit.get("max_vram_fill", 1.0), "fit.max_vram_fill", path, 0.0, 1.0),
+        max_host_fill=_number(fit.get("max_host_fill", 1.0), "fit.max_host_fill", path, 0.0, 1.0),
         nvme_fail_fraction=_number(offload.get("nvme_fail_fraction", 1.0), "offload.nvme_fail_fraction", path, 0.0, 1.0),
         nvme_cap=_grade_name(offload.get("nvme_cap", "F"), "offload.nvme_cap", path),
         quality_caps=tuple(sorted(caps, key=lambda c: c.below_bpw)),
@@ -142,16 +144,16 @@ def grade_arrays(
     weights_bytes: np.ndarray,
     nvme_bytes: np.ndarray,
     bits_per_weight: np.ndarray,
-    fill_max: np.ndarray,
-    fill_tier: list[str],
+    vram_fill: np.ndarray,
+    host_fill: np.ndarray,
 ) -> tuple[list[str], list[str]]:
     """Grade many points at once (same rules as `grade_point`, which calls this).
 
     Parameters
     ----------
     fits, decode_tok_s, weights_bytes, nvme_bytes, bits_per_weight : one value per point.
-    fill_max : used / capacity of the fullest tier per point (0 when no tier has a capacity).
-    fill_tier : the name of that tier per point.
+    vram_fill, host_fill : used / capacity of VRAM and of host RAM per point (0 where the tier has
+        no capacity, and host_fill 0 on unified machines, whose one pool counts as VRAM).
 
     Returns
     -------
@@ -163,7 +165,8 @@ def grade_arrays(
     weights = np.asarray(weights_bytes, dtype=np.float64)
     nvme = np.asarray(nvme_bytes, dtype=np.float64)
     bpw = np.asarray(bits_per_weight, dtype=np.float64)
-    fill = np.asarray(fill_max, dtype=np.float64)
+    vram_fill = np.asarray(vram_fill, dtype=np.float64)
+    host_fill = np.asarray(host_fill, dtype=np.float64)
     nvme_fraction = np.divide(nvme, weights, out=np.zeros_like(nvme), where=weights > 0)
 
     rank = np.zeros(speed.shape, dtype=np.int64)  # F
@@ -173,7 +176,9 @@ def grade_arrays(
     cap_rank = GRADE_RANK[rubric.nvme_cap]
     nvme_capped = (nvme > 0) & (rank > cap_rank)
     rank = np.where(nvme_capped, cap_rank, rank)
-    lowered = (fill > rubric.max_tier_fill) & (rank > 0)
+    vram_full = vram_fill > rubric.max_vram_fill
+    host_full = host_fill > rubric.max_host_fill
+    lowered = (vram_full | host_full) & (rank > 0)
     rank = np.where(lowered, rank - 1, rank)
     after_fill = rank.copy()
     capped_by = np.full(rank.shape, -1, dtype=np.int64)
@@ -198,7 +203,9 @@ def grade_arrays(
         if nvme_capped[i]:
             parts.append(f"capped {rubric.nvme_cap}: weights on NVMe")
         if lowered[i]:
-            parts.append(f"lowered to {GRADES[len(GRADES) - 1 - after_fill[i]]}: {fill_tier[i]} {fill[i]:.0%} full")
+            full = [f"{name} {value[i]:.0%} full" for name, value, flag in
+                    (("VRAM", vram_fill, vram_full), ("host RAM", host_fill, host_full)) if flag[i]]
+            parts.append(f"lowered to {GRADES[len(GRADES) - 1 - after_fill[i]]}: {', '.join(full)}")
         if capped_by[i] >= 0:
             cap = rubric.quality_caps[capped_by[i]]
             parts.append(f"capped {letters[i]}: {bpw[i]:.2f} bpw < {cap.below_bpw:g}")
@@ -230,10 +237,10 @@ def grade_point(
     -------
     Grade with the letter and a note naming the deciding rules.
     """
-    tier, fill = max(tier_fill.items(), key=lambda kv: kv[1], default=("", 0.0))
     letters, notes = grade_arrays(
         rubric, fits=np.array([fits]), decode_tok_s=np.array([decode_tok_s], dtype=np.float64),
         weights_bytes=np.array([weights_bytes], dtype=np.float64), nvme_bytes=np.array([nvme_bytes], dtype=np.float64),
-        bits_per_weight=np.array([bits_per_weight], dtype=np.float64), fill_max=np.array([fill]), fill_tier=[tier],
+        bits_per_weight=np.array([bits_per_weight], dtype=np.float64),
+        vram_fill=np.array([tier_fill.get("vram", 0.0)]), host_fill=np.array([tier_fill.get("host", 0.0)]),
     )
     return Grade(letters[0], notes[0])
