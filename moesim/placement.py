@@ -64,17 +64,30 @@ class ModelProfile:
     kv_bytes_per_token_layer: np.ndarray  # (L,) bytes per cached token per layer (one sequence)
     kv_window: np.ndarray  # (L,) int64, 0 = full attention
     attn_flops_per_ctx_token_layer: np.ndarray  # (L,) flops per query token per cached token
+    # derived in __post_init__ (read for every point, so computed once)
+    layer_fixed_bytes_total: float = field(init=False, default=0.0)
+    kv_per_token_total: float = field(init=False, default=0.0)
+    has_window: bool = field(init=False, default=False)
+    is_moe: bool = field(init=False, default=False)
+    routed_bytes: float = field(init=False, default=0.0)
 
-    @property
-    def is_moe(self) -> bool:
-        return self.n_experts > 0 and len(self.moe_layers) > 0
+    def __post_init__(self):
+        setter = object.__setattr__
+        for name in ("layer_fixed_bytes", "layer_fixed_params", "layer_ffn_bytes", "layer_ffn_params", "expert_bytes",
+                     "expert_params", "kv_bytes_per_token_layer", "attn_flops_per_ctx_token_layer"):
+            setter(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+        setter(self, "moe_layers", np.ascontiguousarray(self.moe_layers, dtype=np.int64))
+        setter(self, "kv_window", np.ascontiguousarray(self.kv_window, dtype=np.int64))
+        setter(self, "layer_fixed_bytes_total", float(self.layer_fixed_bytes.sum()))
+        setter(self, "kv_per_token_total", float(self.kv_bytes_per_token_layer.sum()))
+        setter(self, "has_window", bool((self.kv_window > 0).any()))
+        setter(self, "is_moe", bool(self.n_experts > 0 and len(self.moe_layers) > 0))
+        setter(self, "routed_bytes", float(self.expert_bytes.sum() * self.n_experts))
 
-    @property
-    def routed_bytes(self) -> float:
-        return float(self.expert_bytes.sum() * self.n_experts)
-
-    def kv_bytes(self, context: int, batch: int = 1, layer_mask: np.ndarray | None = None) -> float:
+    def kv_bytes(self, context: float, batch: int = 1, layer_mask: np.ndarray | None = None) -> float:
         """KV-cache bytes at `context` tokens (sliding-window layers capped at their window)."""
+        if layer_mask is None and not self.has_window:
+            return self.kv_per_token_total * context * batch
         eff = np.where(self.kv_window > 0, np.minimum(context, self.kv_window), context)
         per_layer = self.kv_bytes_per_token_layer * eff * batch
         if layer_mask is not None:
@@ -185,10 +198,28 @@ class Placement:
     cache_home: bool = False  # some MoE layer uses the VRAM expert cache (CACHE / FIDDLER)
     host_experts: bool = False  # some MoE layer keeps its experts in host RAM
     cpu_experts_on_gpu_layers: int = 0  # layers with GPU attention and CPU experts (two hand-offs each)
+    gpu_kernel_layers: int = 0  # blocks (+ output head) that launch GPU kernels every step
+    handoffs: int = 0  # CPU<->GPU hand-offs per step
+    vram_fixed_bytes: float = 0.0  # always-on weights + output head read from VRAM each step
+    kv_gpu_fraction: float = 0.0
 
     @property
     def uses_gpu(self) -> bool:
         return bool(self.fixed_on_gpu.any() or self.output_on_gpu or (self.expert_home != CPU).any())
+
+
+_CONST: dict = {}
+
+
+def _const(n: int, value, dtype) -> np.ndarray:
+    """A cached read-only array of `n` copies of `value`."""
+    key = (n, value, np.dtype(dtype).char)
+    got = _CONST.get(key)
+    if got is None:
+        got = np.full(n, value, dtype=dtype)
+        got.flags.writeable = False
+        _CONST[key] = got
+    return got
 
 
 def _refuse(name: str, reason: str, profile: ModelProfile) -> Placement:
@@ -237,35 +268,36 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     if kind in ("expert-cache", "cpu-or-fetch") and hier.unified:
         return _refuse(name, f"{name} needs a host link; on unified memory every expert is already GPU-resident", profile)
 
-    fixed_on_gpu = np.ones(L, bool)
+    # shared read-only arrays for the common layouts (placements are built for every sweep point)
+    fixed_on_gpu = _const(L, True, np.bool_)
     output_on_gpu = n_gpus > 0
-    home = np.full(M, GPU, np.int8)
+    home = _const(M, GPU, np.int8)
     parallel = "layer" if n_gpus > 1 else "none"
     notes: list[str] = []
 
     if kind == "cpu":
-        fixed_on_gpu[:] = False
+        fixed_on_gpu = _const(L, False, np.bool_)
         output_on_gpu = False
-        home[:] = CPU
+        home = _const(M, CPU, np.int8)
         parallel = "none"
     elif kind == "ngl":
         n_gpu_layers = min(spec.n, L)
         # llama.cpp offloads the LAST n layers; the output head joins once n exceeds the block count
-        fixed_on_gpu[:] = np.arange(L) >= L - n_gpu_layers
+        fixed_on_gpu = np.arange(L) >= L - n_gpu_layers
         output_on_gpu = spec.n > L
         if M:
-            home[:] = np.where(fixed_on_gpu[profile.moe_layers], GPU, CPU)
+            home = np.where(fixed_on_gpu[profile.moe_layers], GPU, CPU).astype(np.int8)
     elif kind in ("cpu-moe", "n-cpu-moe"):
         n_layers_cpu = L if kind == "cpu-moe" else spec.n
         # llama.cpp --n-cpu-moe N: routed experts of blocks 0..N-1 stay in host RAM
-        home[:] = np.where(profile.moe_layers < n_layers_cpu, CPU, GPU)
+        home = _const(M, CPU, np.int8) if kind == "cpu-moe" else np.where(profile.moe_layers < n_layers_cpu, CPU, GPU).astype(np.int8)
     elif kind == "ktransformers":
-        home[:] = CPU
+        home = _const(M, CPU, np.int8)
         parallel = "none"
     elif kind == "expert-cache":
-        home[:] = CACHE
+        home = _const(M, CACHE, np.int8)
     elif kind == "cpu-or-fetch":
-        home[:] = FIDDLER
+        home = _const(M, FIDDLER, np.int8)
     elif kind == "tp":
         parallel = "tp"
     elif kind == "ep":
@@ -279,7 +311,7 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     gpus_used = n_gpus if (kind != "cpu" and (kind != "ngl" or spec.n > 0)) else 0
 
     # --- memory per tier (fast paths: most strategies keep every block's always-on part on the GPU)
-    fixed_total = float(profile.layer_fixed_bytes.sum())
+    fixed_total = profile.layer_fixed_bytes_total
     kv_total = profile.kv_bytes(context, batch)
     if all_fixed_gpu:
         if kind in ("gpu", "unified", "tp", "ep"):
@@ -349,14 +381,30 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     if gpus_used > 1:
         bytes_by_tier["vram_per_gpu"] = int(round((vram_total_needed + cache_bytes_used) / gpus_used))
     reason = "; ".join(n for n in notes if "NVMe" in n)
+    # per-step constants the timing model reads: kernel-launching blocks, CPU<->GPU hand-offs
+    if not gpus_used:
+        gpu_kernel_layers = handoffs = 0
+        vram_fixed = kv_gpu_fraction = 0.0
+    elif all_fixed_gpu:
+        n_cpu_exp = int((home == CPU).sum()) if M else 0
+        gpu_kernel_layers = L + 1
+        handoffs = 2 * n_cpu_exp if kind != "ktransformers" else 2 * M
+        vram_fixed = fixed_total + profile.output_bytes
+        kv_gpu_fraction = 1.0
+    else:
+        g = fixed_on_gpu
+        gpu_kernel_layers = int(g.sum()) + int(output_on_gpu)
+        handoffs = int(np.count_nonzero(g[1:] != g[:-1])) + int(bool(g[-1]) != output_on_gpu)
+        vram_fixed = float(profile.layer_fixed_bytes[g].sum()) + (profile.output_bytes if output_on_gpu else 0.0)
+        kv_gpu_fraction = kv_gpu / kv_total if kv_total > 0 else 0.0
     return Placement(
         strategy=name, fits=True, reason=reason, parallel=parallel if gpus_used else "none",
         n_gpus=gpus_used, fixed_on_gpu=fixed_on_gpu, kv_on_gpu=kv_on_gpu, output_on_gpu=output_on_gpu,
         expert_home=home, cache_experts_per_layer=cache_experts, ram_experts_per_layer=ram_experts,
         policy=spec.policy, prefetch=spec.prefetch, bytes_by_tier=bytes_by_tier, notes=tuple(notes),
         cache_home=kind in ("expert-cache", "cpu-or-fetch") and M > 0, host_experts=host_experts > 0,
-        cpu_experts_on_gpu_layers=(int(((home == CPU) & fixed_on_gpu[profile.moe_layers]).sum())
-                                   if M and gpus_used and kind not in ("gpu", "unified", "tp", "ep", "expert-cache", "cpu-or-fetch") else 0),
+        gpu_kernel_layers=gpu_kernel_layers, handoffs=handoffs, vram_fixed_bytes=vram_fixed, kv_gpu_fraction=kv_gpu_fraction,
+        cpu_experts_on_gpu_layers=handoffs // 2 if all_fixed_gpu else 0,
     )
 
 

@@ -218,7 +218,7 @@ class _Session:
         n_steps = len(srt)
         # nearest-rank percentiles of the per-step latency
         p50, p95, p99 = (float(srt[min(n_steps - 1, int(math.ceil(q * n_steps)) - 1)]) for q in (0.50, 0.95, 0.99))
-        mean_step = float(steps.mean())
+        mean_step = dec.mean_step_s
         ttft = pre.seconds + float(steps[0]) if req.prompt_tokens > 0 else float(steps[0])
         group = _group(hier, pl, profile)
         low, high = self.band(group, tok_s)
@@ -229,7 +229,7 @@ class _Session:
             notes=list(pl.notes),
             trace=req.trace or "synthetic (model family preset)",
             decode_steps=int(len(steps)),
-            prefill_breakdown_s={k: round(v, 6) for k, v in pre.breakdown_s.items()},
+            prefill_breakdown_s=pre.breakdown_s,
         )
         return SimResult(
             request=req, strategy=pl.strategy, fits=True, reason=pl.reason,
@@ -280,7 +280,7 @@ def choose_placement(spec, profile, hier, routing, context: int, batch: int, ove
             pl = place(cand, profile, hier, context, batch, overhead_bytes)
             if pl.fits:
                 dec = decode_timing(profile, pl, hier, routing, context, batch)
-                mean_step = float(dec.step_s.mean())
+                mean_step = dec.mean_step_s
                 got = (pl, dec, batch / mean_step if mean_step > 0 else NAN)
             else:
                 got = (pl, None, NAN)
@@ -300,44 +300,6 @@ def clear_caches() -> None:
     """Forget every cached footprint, trace and machine (tests that swap catalogs use this)."""
     global _SESSION
     _SESSION = _Session()
-
-
-def choose_placement(spec, profile, hier, routing, context: int, batch: int, overhead_bytes: float,
-                     memo: dict | None = None, memo_key=None):
-    """Place and time `spec` (auto: every candidate) -> (best, refused placements, tok/s by name).
-
-    `best` is (Placement, DecodeTiming, decode tok/s) of the fastest placement that fits, or None.
-    `memo` (with a `memo_key` naming everything but the strategy) shares evaluations between an
-    `auto` point and the explicit strategies of the same machine and model.
-    """
-    from moesim.placement import auto_candidates, place
-    from moesim.timing import decode_timing
-
-    candidates = auto_candidates(profile, hier, context, batch, overhead_bytes) if spec.kind == "auto" else [spec]
-    best = None
-    refused = []
-    tried: dict[str, float] = {}
-    for cand in candidates:
-        key = (memo_key, cand.name) if memo is not None else None
-        got = memo.get(key) if key is not None else None
-        if got is None:
-            pl = place(cand, profile, hier, context, batch, overhead_bytes)
-            if pl.fits:
-                dec = decode_timing(profile, pl, hier, routing, context, batch)
-                mean_step = float(dec.step_s.mean())
-                got = (pl, dec, batch / mean_step if mean_step > 0 else NAN)
-            else:
-                got = (pl, None, NAN)
-            if key is not None:
-                memo[key] = got
-        pl, dec, tok_s = got
-        if dec is None:
-            refused.append(pl)
-            continue
-        tried[pl.strategy] = tok_s
-        if best is None or tok_s > best[2]:
-            best = (pl, dec, tok_s)
-    return best, refused, tried
 
 
 def _group(hier, pl, profile) -> str:

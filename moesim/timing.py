@@ -138,6 +138,7 @@ class DecodeTiming:
     breakdown_s: dict  # mean seconds per step by component
     bytes_per_token_by_link: dict
     hit_rate: float
+    mean_step_s: float = float("nan")
 
 
 def _safe_inv(x: float) -> float:
@@ -153,7 +154,7 @@ def _roofline(nbytes, flops, inv_bw, inv_flops):
 
 def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingStats, context: int, batch: int) -> DecodeTiming:
     """Seconds per decode step for every step of the routing trace, plus where the time goes."""
-    from moesim.kernels.timing import _expert_time_per_token, _kv_time_per_token
+    from moesim.kernels.timing import _decode_point
 
     B = max(1, int(batch))
     T = routing.n_steps
@@ -166,121 +167,49 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
     inv_gfl = 1.0 / (hier.gpu_flops * split) if has_gpu and hier.gpu_flops > 0 else 0.0
     inv_hbw = 1.0 / hier.host_bandwidth_bps
     inv_cops = 1.0 / hier.cpu_ops if hier.cpu_ops > 0 else 0.0
-    g = pl.fixed_on_gpu
-    all_gpu = bool(g.all())
-    no_gpu = not bool(g.any())
+    inv_link = 1.0 / hier.link_bandwidth_bps if hier.link_bandwidth_bps > 0 else math.inf
 
-    # attention weights and FFN (everything in a block but the routed experts): roofline per layer
-    ffn_b, ffn_p = profile.layer_ffn_bytes, profile.layer_ffn_params
-    att_b = profile.layer_fixed_bytes - ffn_b
-    att_p = profile.layer_fixed_params - ffn_p
-    two_b = 2.0 * B
-    if all_gpu:
-        att_l = np.maximum(att_b * inv_gbw, att_p * (two_b * inv_gfl))
-        ffn_l = np.maximum(ffn_b * inv_gbw, ffn_p * (two_b * inv_gfl))
-    elif no_gpu:
-        att_l = np.maximum(att_b * inv_hbw, att_p * (two_b * inv_cops))
-        ffn_l = np.maximum(ffn_b * inv_hbw, ffn_p * (two_b * inv_cops))
-    else:
-        inv_bw = np.where(g, inv_gbw, inv_hbw)
-        inv_fl = np.where(g, two_b * inv_gfl, two_b * inv_cops)
-        att_l = np.maximum(att_b * inv_bw, att_p * inv_fl)
-        ffn_l = np.maximum(ffn_b * inv_bw, ffn_p * inv_fl)
-    attn_s = float(att_l.sum())
-    ffn_total = float(ffn_l.sum())
-
-    # output head
-    if pl.output_on_gpu:
-        head_s = max(profile.output_bytes * inv_gbw, 2.0 * profile.output_params * B * inv_gfl)
-    else:
-        head_s = max(profile.output_bytes * inv_hbw, 2.0 * profile.output_params * B * inv_cops)
-
-    step_s = np.zeros(T)
-    # KV cache read at every step (context grows by one per step; windows cap)
-    kv_inv = np.where(pl.kv_on_gpu, inv_gbw, inv_hbw) if not (all_gpu or no_gpu) else (inv_gbw if all_gpu else inv_hbw)
-    kv_coef = profile.kv_bytes_per_token_layer * (B * kv_inv)
-    _kv_time_per_token(float(context), kv_coef, profile.kv_window, step_s)
-    kv_mean_s = float(step_s.mean())
-    kv_bytes_mean = profile.kv_bytes(context + (T - 1) / 2.0, B)
-
-    # routed experts: per token, per MoE layer (the kernel)
-    parts = np.zeros(5)
-    traffic = np.zeros(6)
-    traffic_rows = T
-    expert_s = np.zeros(T)
-    hit_rate = float("nan")
-    shared_s = 0.0
     if M:
-        home = pl.expert_home
-        eb = profile.expert_bytes
         counts = routing.counts(B)
         bscale = routing.scale_batch(B)
         if bscale != 1.0:
             counts = np.minimum(counts * bscale, float(profile.n_experts))
         gpu_counts = routing.ep_max_counts(n, B) if pl.parallel == "ep" else counts
-        host_home = pl.host_experts
         if pl.cache_home:
             base = routing.prefetch_misses(pl.cache_experts_per_layer) if pl.prefetch else routing.misses(pl.cache_experts_per_layer, pl.policy)
             misses = base * (counts / routing.top_k) if B > 1 else base
         else:
             misses = routing.zeros
-        if host_home and pl.ram_experts_per_layer < profile.n_experts:
+        if pl.host_experts and pl.ram_experts_per_layer < profile.n_experts:
             base = routing.misses(pl.ram_experts_per_layer)
             ram_misses = base * (counts / routing.top_k) if B > 1 else base
         else:
             ram_misses = routing.zeros
-        ml = profile.moe_layers
-        shared = ffn_l[ml]
-        if all_gpu:
-            shared_gpu, shared_cpu = shared, routing.zeros_m
-        elif no_gpu:
-            shared_gpu, shared_cpu = routing.zeros_m, shared
-        else:
-            mg = g[ml]
-            shared_gpu = np.where(mg, shared, 0.0)
-            shared_cpu = np.where(mg, 0.0, shared)
-        shared_s = float(shared.sum())
-        # with one sequence, every layer reads top_k experts per step; unless a cache, NVMe paging or
-        # expert parallelism makes steps differ, one row of the kernel stands for every step
-        uniform = B == 1 and misses is routing.zeros and ram_misses is routing.zeros and pl.parallel != "ep"
-        if uniform:
+        # with one sequence every layer reads top_k experts per step; unless a cache, NVMe paging or
+        # expert parallelism makes steps differ, one row stands for every step
+        if B == 1 and misses is routing.zeros and ram_misses is routing.zeros and pl.parallel != "ep":
             counts, gpu_counts, misses, ram_misses = counts[:1], counts[:1], misses[:1], ram_misses[:1]
-        rows = counts.shape[0]
-        flops = profile.expert_params * (2.0 * routing.top_k * B)
-        link_expert = eb * (1.0 / hier.link_bandwidth_bps) + hier.link_latency_s if hier.link_bandwidth_bps > 0 else routing.inf_m
-        _expert_time_per_token(
-            counts, gpu_counts, misses, ram_misses, home,
-            shared_gpu, shared_cpu, eb * inv_gbw, eb * inv_hbw, link_expert, eb * (1.0 / hier.nvme_bandwidth_bps),
-            flops * inv_gfl, flops * inv_cops, bool(hier.overlaps_cpu_gpu), bool(pl.prefetch), eb, expert_s[:rows], parts,
-            traffic,
-        )
-        step_s += expert_s[0] if uniform else expert_s
-        parts /= rows
-        traffic_rows = rows
-        if has_gpu and traffic[4] > 0:
-            hit_rate = float(traffic[5] / traffic[4])
-        dense_ffn_s = ffn_total - shared_s
+        top_k = routing.top_k
     else:
-        dense_ffn_s = ffn_total
+        counts = gpu_counts = misses = ram_misses = _EMPTY_ROWS
+        top_k = 0
+    step_s = np.empty(T)
+    parts = np.empty(10)
+    traffic = np.empty(6)
+    _decode_point(
+        profile.layer_fixed_bytes, profile.layer_fixed_params, profile.layer_ffn_bytes, profile.layer_ffn_params,
+        profile.kv_bytes_per_token_layer, profile.kv_window, profile.moe_layers, profile.expert_bytes, profile.expert_params,
+        float(profile.output_bytes), float(profile.output_params),
+        pl.fixed_on_gpu, pl.kv_on_gpu, bool(pl.output_on_gpu), pl.expert_home,
+        inv_gbw, inv_gfl, inv_hbw, inv_cops, float(hier.link_latency_s), inv_link, 1.0 / hier.nvme_bandwidth_bps,
+        bool(hier.overlaps_cpu_gpu), bool(pl.prefetch), counts, gpu_counts, misses, ram_misses,
+        float(top_k), float(B), float(context), step_s, parts, traffic,
+    )
+    hit_rate = float(traffic[5] / traffic[4]) if (has_gpu and M and traffic[4] > 0) else float("nan")
 
-    # fixed costs per step
-    if pl.n_gpus:
-        n_gpu_layers = int(g.sum())
-        if M and not all_gpu:
-            n_gpu_layers += int(((pl.expert_home != 0) & ~g[profile.moe_layers]).sum())
-        launch_s = hier.launch_overhead_s * float(n_gpu_layers + (1 if pl.output_on_gpu else 0))
-    else:
-        launch_s = 0.0
-    # CPU<->GPU hand-offs: each change of device along the layer sequence, and two per layer whose
-    # routed experts run on the CPU while its attention runs on the GPU
-    sync_s = 0.0
-    if pl.n_gpus and not hier.unified:
-        handoffs = 0
-        if not all_gpu:
-            handoffs += int(np.count_nonzero(g[1:] != g[:-1])) + int(bool(g[-1]) != pl.output_on_gpu)
-        if M and pl.cpu_experts_on_gpu_layers:
-            handoffs += 2 * pl.cpu_experts_on_gpu_layers
-        sync_s = handoffs * hier.sync_latency_s
+    # fixed costs per step: kernel launches, CPU<->GPU hand-offs, multi-GPU collectives
+    launch_s = hier.launch_overhead_s * pl.gpu_kernel_layers if pl.n_gpus else 0.0
+    sync_s = pl.handoffs * hier.sync_latency_s if (pl.n_gpus and not hier.unified) else 0.0
     coll_s = 0.0
     ic_bytes = 0.0
     if pl.n_gpus > 1:
@@ -294,47 +223,42 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
             n_coll, per_bytes = n - 1, act
         coll_s = n_coll * (hier.collective_latency_s + per_bytes * inv_ic)
         ic_bytes = n_coll * per_bytes
-
-    fixed_s = attn_s + dense_ffn_s + head_s + launch_s + sync_s + coll_s
-    step_s += fixed_s
+    extra = launch_s + sync_s + coll_s
+    if extra:
+        step_s += extra
+    mean_step_s = float(parts[9]) + extra
 
     breakdown = {
-        "attention_weights": attn_s,
-        "kv_cache": kv_mean_s,
-        "dense_ffn": dense_ffn_s,
-        "experts_gpu": parts[0],
-        "experts_cpu": parts[1],
-        "expert_fetch_link": parts[2],
-        "nvme_page_in": parts[3],
-        "overlap_hidden": -parts[4],
-        "output_head": head_s,
+        "attention_weights": float(parts[0]),
+        "kv_cache": float(parts[3]),
+        "dense_ffn": float(parts[1]),
+        "experts_gpu": float(parts[4]),
+        "experts_cpu": float(parts[5]),
+        "expert_fetch_link": float(parts[6]),
+        "nvme_page_in": float(parts[7]),
+        "overlap_hidden": -float(parts[8]),
+        "output_head": float(parts[2]),
         "launch_overhead": launch_s,
         "cpu_gpu_sync": sync_s,
         "collectives": coll_s,
     }
     # (the shared-expert FFN of MoE layers is inside experts_gpu / experts_cpu: it overlaps with them)
-    if all_gpu:
-        vram_fixed = float(profile.layer_fixed_bytes.sum())
-        kv_gpu_frac = 1.0
-    elif no_gpu:
-        vram_fixed = 0.0
-        kv_gpu_frac = 0.0
-    else:
-        vram_fixed = float(profile.layer_fixed_bytes[g].sum())
-        kv_gpu_frac = float(profile.kv_bytes_per_token_layer[pl.kv_on_gpu].sum() / profile.kv_bytes_per_token_layer.sum())
-    host_fixed = float(profile.layer_fixed_bytes.sum()) - vram_fixed
-    if pl.output_on_gpu:
-        vram_fixed += profile.output_bytes
-    else:
-        host_fixed += profile.output_bytes
+    kv_bytes_mean = profile.kv_bytes(context + (T - 1) / 2.0, B)
+    vram_fixed = pl.vram_fixed_bytes
+    host_fixed = float(profile.layer_fixed_bytes_total + profile.output_bytes) - vram_fixed
+    kv_gpu_frac = pl.kv_gpu_fraction
     links = {
-        "vram": (vram_fixed + traffic[2] / traffic_rows + kv_bytes_mean * kv_gpu_frac) / B if pl.n_gpus else 0.0,
-        "host_ram": (host_fixed + traffic[3] / traffic_rows + kv_bytes_mean * (1 - kv_gpu_frac)) / B,
-        "pcie": traffic[0] / traffic_rows / B,
-        "nvme": traffic[1] / traffic_rows / B,
+        "vram": (vram_fixed + traffic[2] + kv_bytes_mean * kv_gpu_frac) / B if pl.n_gpus else 0.0,
+        "host_ram": (host_fixed + traffic[3] + kv_bytes_mean * (1 - kv_gpu_frac)) / B,
+        "pcie": float(traffic[0]) / B,
+        "nvme": float(traffic[1]) / B,
         "interconnect": ic_bytes / B,
     }
-    return DecodeTiming(step_s=step_s, breakdown_s=breakdown, bytes_per_token_by_link=links, hit_rate=hit_rate)
+    return DecodeTiming(step_s=step_s, breakdown_s=breakdown, bytes_per_token_by_link=links, hit_rate=hit_rate,
+                        mean_step_s=mean_step_s)
+
+
+_EMPTY_ROWS = np.zeros((1, 0))
 
 
 # ----------------------------------------------------------------------------- prefill
@@ -349,69 +273,31 @@ class PrefillTiming:
 
 def prefill_timing(profile: ModelProfile, pl: Placement, hier, engine, prompt_tokens: int, context_start: int = 0) -> PrefillTiming:
     """Seconds to process a prompt of `prompt_tokens`, micro-batch by micro-batch (roofline each)."""
+    from moesim.kernels.timing import _prefill_point
+
     P = int(prompt_tokens)
     if P <= 0:
         return PrefillTiming(0.0, float("nan"), {})
-    ubatch = int(getattr(engine, "prefill_ubatch", 512) or 512)
-    uploads = bool(getattr(engine, "uploads_weights_for_prefill", False)) and pl.n_gpus > 0 and not hier.unified
-    min_upload = int(getattr(engine, "prefill_upload_min_batch", 32))
     n = max(1, pl.n_gpus)
     split = n if pl.parallel in ("tp", "ep") else 1
-    inv_gbw = _safe_inv(hier.gpu_bandwidth_bps * split)
-    inv_gfl = _safe_inv(hier.gpu_flops * split)
-    inv_hbw = _safe_inv(hier.host_bandwidth_bps)
-    inv_cops = _safe_inv(hier.cpu_ops)
-    inv_link = _safe_inv(hier.link_pageable_bandwidth_bps)
-    g = pl.fixed_on_gpu
-    E, k = profile.n_experts, profile.top_k
-
-    total = 0.0
-    parts = {"gpu_weights": 0.0, "cpu_weights": 0.0, "upload": 0.0, "attention": 0.0, "overhead": 0.0}
-    done = 0
-    while done < P:
-        nt = min(ubatch, P - done)
-        up = uploads and nt >= min_upload
-        # always-on weights
-        fb, fp = profile.layer_fixed_bytes, profile.layer_fixed_params * 2 * nt
-        t_gpu = float(_roofline(fb[g], fp[g], inv_gbw, inv_gfl).sum()) if g.any() else 0.0
-        if up:
-            t_up = float(fb[~g].sum()) * inv_link
-            t_cpu = float(fp[~g].sum()) * inv_gfl
-        else:
-            t_up = 0.0
-            t_cpu = float(_roofline(fb[~g], fp[~g], inv_hbw, inv_cops).sum())
-        # routed experts: distinct experts a micro-batch touches, expected under uniform routing
-        if len(profile.moe_layers):
-            distinct = E * (1.0 - (1.0 - k / E) ** nt)
-            eb = profile.expert_bytes
-            flops = 2.0 * profile.expert_params * k * nt
-            home = pl.expert_home
-            on_gpu = home == GPU
-            t_gpu += float(_roofline(distinct * eb[on_gpu], flops[on_gpu], inv_gbw, inv_gfl).sum())
-            host = ~on_gpu
-            if host.any():
-                if up or (home[host] != CPU).all() and pl.n_gpus > 0:
-                    inv = inv_link if up else _safe_inv(hier.link_bandwidth_bps)
-                    t_up += float((distinct * eb[host]).sum()) * inv
-                    t_cpu += float(flops[host].sum()) * inv_gfl
-                else:
-                    t_cpu += float(_roofline(distinct * eb[host], flops[host], inv_hbw, inv_cops).sum())
-        # attention over the cached prefix (causal: the average query sees half the micro-batch)
-        ctx_avg = context_start + done + nt / 2.0
-        aflops = profile.attn_flops_per_ctx_token_layer * nt * np.where(
-            profile.kv_window > 0, np.minimum(ctx_avg, profile.kv_window), ctx_avg)
-        t_att = float(aflops[pl.kv_on_gpu].sum()) * inv_gfl + float(aflops[~pl.kv_on_gpu].sum()) * inv_cops
-        t_over = hier.launch_overhead_s * profile.n_layers if pl.n_gpus else 0.0
-        total += t_gpu + t_cpu + t_up + t_att + t_over
-        parts["gpu_weights"] += t_gpu
-        parts["cpu_weights"] += t_cpu
-        parts["upload"] += t_up
-        parts["attention"] += t_att
-        parts["overhead"] += t_over
-        done += nt
-    # the last token's logits
-    out_inv_bw, out_inv_fl = (inv_gbw, inv_gfl) if pl.output_on_gpu else (inv_hbw, inv_cops)
-    head = float(_roofline(profile.output_bytes, 2 * profile.output_params, out_inv_bw, out_inv_fl))
-    total += head
-    parts["output_head"] = head
-    return PrefillTiming(seconds=total, tok_s=P / total if total > 0 else float("nan"), breakdown_s=parts)
+    has_gpu = pl.n_gpus > 0 and hier.gpu_bandwidth_bps > 0
+    inv_gbw = 1.0 / (hier.gpu_bandwidth_bps * split) if has_gpu else math.inf
+    inv_gfl = 1.0 / (hier.gpu_flops * split) if has_gpu and hier.gpu_flops > 0 else 0.0
+    inv_cops = 1.0 / hier.cpu_ops if hier.cpu_ops > 0 else 0.0
+    uploads = bool(getattr(engine, "uploads_weights_for_prefill", False)) and has_gpu and not hier.unified
+    parts = np.empty(6)
+    _prefill_point(
+        profile.layer_fixed_bytes, profile.layer_fixed_params, profile.moe_layers, profile.expert_bytes,
+        profile.expert_params, pl.expert_home, pl.fixed_on_gpu, pl.kv_on_gpu, profile.attn_flops_per_ctx_token_layer,
+        profile.kv_window, float(profile.output_bytes), float(profile.output_params), bool(pl.output_on_gpu),
+        float(max(profile.n_experts, 1)), float(profile.top_k), P, int(getattr(engine, "prefill_ubatch", 512) or 512),
+        float(context_start), uploads, int(getattr(engine, "prefill_upload_min_batch", 32)), has_gpu,
+        inv_gbw, inv_gfl, 1.0 / hier.host_bandwidth_bps, inv_cops,
+        1.0 / hier.link_pageable_bandwidth_bps if hier.link_pageable_bandwidth_bps > 0 else math.inf,
+        1.0 / hier.link_bandwidth_bps if hier.link_bandwidth_bps > 0 else math.inf,
+        hier.launch_overhead_s if pl.n_gpus else 0.0, parts,
+    )
+    total = float(parts.sum())
+    names = ("gpu_weights", "cpu_weights", "upload", "attention", "overhead", "output_head")
+    return PrefillTiming(seconds=total, tok_s=P / total if total > 0 else float("nan"),
+                         breakdown_s={k: float(v) for k, v in zip(names, parts)})
