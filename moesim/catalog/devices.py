@@ -472,7 +472,7 @@ def get_host(slug: str, **overrides) -> HostSpec:
         if key in overrides:
             changes[key] = _positive(overrides[key], f"host {key.replace('_', ' ')}")
     if "mem_type" in overrides:
-        mem_type = str(overrides["mem_type"]).upper().replace("LPDDR5X", "LPDDR5X")
+        mem_type = str(overrides["mem_type"]).upper()
         known = {m.upper(): m for m in _MEM_TYPES}
         if mem_type not in known:
             raise unknown_id_error("memory type", str(overrides["mem_type"]), _MEM_TYPES)
