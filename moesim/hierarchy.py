@@ -63,6 +63,7 @@ class Hierarchy:
     nvme_bandwidth_bps: float
     sync_latency_s: float  # one CPU<->GPU hand-off inside a layer
     launch_overhead_s: float  # per layer, per token, engine kernel launches
+    token_overhead_s: float  # per decode step: graph build, sampling, host sync (engine)
     overlaps_cpu_gpu: bool
     numa_duplicates: bool  # CPU weights copied per NUMA node (ktransformers dual socket)
     host_sockets: int
@@ -101,8 +102,10 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
     host_eff = host_class.memory_bandwidth_efficiency * cpu_scale
     numa_factor = 1.0 if (sockets == 1 or numa_dup) else cross_socket
     host_bw = host_peak * host_eff * numa_factor
-    cpu_peak_ops = host.cores * sockets * host.cpu_clock_ghz * 1e9 * isa_int8_ops_per_cycle(host.cpu_isa)
-    cpu_ops = cpu_peak_ops * host_class.compute_efficiency
+    ops_per_cycle = getattr(host, "int8_ops_per_cycle", None) or isa_int8_ops_per_cycle(host.cpu_isa)
+    cpu_peak_ops = host.cores * sockets * host.cpu_clock_ghz * 1e9 * ops_per_cycle
+    cpu_ops = cpu_peak_ops * host_class.compute_efficiency * getattr(engine, "cpu_compute_efficiency_scale", 1.0)
+    token_overhead = getattr(engine, "per_token_overhead_us", 0.0) * 1e-6
     host_capacity = max(0.0, host.ram_gb * 1e9 - reserved)
 
     kind = device.kind
@@ -117,6 +120,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
         "host_class": host_class.name,
         "host_class_source": host_class.source,
         "engine": engine.name,
+        "per_token_overhead_us": round(token_overhead * 1e6, 1),
     }
 
     if kind == "cpu":
@@ -128,15 +132,17 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
             link_bandwidth_bps=0.0, link_pageable_bandwidth_bps=0.0, link_latency_s=0.0,
             interconnect_bandwidth_bps=0.0, collective_latency_s=0.0,
             nvme_bandwidth_bps=nvme_bps, sync_latency_s=0.0,
-            launch_overhead_s=0.0, overlaps_cpu_gpu=False,
+            launch_overhead_s=0.0, token_overhead_s=token_overhead, overlaps_cpu_gpu=False,
             numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
         )
         return h
 
     gpu_eff = device_class.memory_bandwidth_efficiency * gpu_scale
     gpu_bw = _gbps(device.bandwidth_gbps) * gpu_eff
-    gpu_flops = float(device.fp16_tflops or 0.0) * 1e12 * device_class.compute_efficiency
-    usable = float(device.usable_memory_fraction or 1.0)
+    gpu_flops = (float(device.fp16_tflops or 0.0) * 1e12 * device_class.compute_efficiency
+                 * getattr(engine, "gpu_compute_efficiency_scale", 1.0))
+    # the engine may reserve part of the memory for itself (vLLM --gpu-memory-utilization)
+    usable = float(device.usable_memory_fraction or 1.0) * float(getattr(engine, "usable_vram_fraction", 1.0) or 1.0)
     assumptions.update(
         device_class=device_class.name,
         device_class_source=device_class.source,
@@ -163,14 +169,15 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
             link_bandwidth_bps=0.0, link_pageable_bandwidth_bps=0.0, link_latency_s=0.0,
             interconnect_bandwidth_bps=0.0, collective_latency_s=0.0,
             nvme_bandwidth_bps=nvme_bps, sync_latency_s=0.0,
-            launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6,
+            launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6, token_overhead_s=token_overhead,
             overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
             numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
         )
 
     # discrete GPU(s) behind a host link
     link_eff = device_class.link_efficiency
-    link_bw = _gbps(device.link_gbps) * link_eff
+    host_link = system.host_link_gbps if (system is not None and getattr(system, "host_link_gbps", None)) else device.link_gbps
+    link_bw = _gbps(host_link) * link_eff
     pageable = link_bw * consts["host"]["pageable_copy_fraction"]
     if count > 1:
         if system is not None and system.interconnect_gbps:
@@ -197,7 +204,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
         link_bandwidth_bps=link_bw, link_pageable_bandwidth_bps=pageable, link_latency_s=link_latency,
         interconnect_bandwidth_bps=ic_bw, collective_latency_s=collective,
         nvme_bandwidth_bps=nvme_bps, sync_latency_s=sync,
-        launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6,
+        launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6, token_overhead_s=token_overhead,
         overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
         numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
     )

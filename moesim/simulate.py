@@ -468,7 +468,12 @@ def load_routing(model, trace_path: str | None, seed: int):
     return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=WARMUP_STEPS)
 
 
-_HOST_FIELDS = ("mem_type", "mem_channels", "mem_mts", "sockets", "cores", "ram_gb")
+_HOST_FIELDS = ("mem_type", "mem_channels", "mem_mts", "sockets", "cores", "ram_gb", "cpu_isa", "cpu_clock_ghz")
+
+
+def _host_fields(host) -> dict:
+    """The settings of a resolved host, so overrides stack on top of a typical host's own."""
+    return {k: getattr(host, k) for k in ("mem_type", "mem_channels", "mem_mts", "sockets", "cores", "ram_gb")}
 
 
 def resolve_machine(req: SimRequest, engine):
@@ -477,30 +482,34 @@ def resolve_machine(req: SimRequest, engine):
     from moesim.hierarchy import build_hierarchy
 
     device, count, system = resolve_target(req.device)
-    if system is None:
-        count = req.device_count
-    elif req.device_count not in (1, count):
-        raise MoesimError(f"{req.device} is a system of {count} devices; --device-count {req.device_count} contradicts it")
+    if device.kind == "gpu" and req.device_count > 1 and system is None:
+        device, count, system = resolve_target(req.device, req.device_count)
+    elif system is not None and req.device_count not in (1, count):
+        raise MoesimError(f"{req.device} is a system of {count} devices; a device count of {req.device_count} contradicts it")
+    elif device.kind == "unified" and req.device_count > 1:
+        raise MoesimError(f"{req.device} is a unified-memory machine; several of them are not modelled")
     overrides = {}
     for name, value in req.host_overrides:
         if name not in _HOST_FIELDS:
             raise MoesimError(f"unknown host setting '{name}' (known: {', '.join(_HOST_FIELDS)})")
-        if name != "mem_type":
+        if name not in ("mem_type", "cpu_isa"):
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise MoesimError(f"host {name} must be a positive number, got {value!r}")
         overrides[name] = value
     if device.kind == "cpu":
-        # a CPU-only target is its own host; device_count counts sockets
-        if count > 1 and "sockets" not in overrides:
-            overrides["sockets"] = count
+        # a CPU-only target is its own host; device_count counts its sockets
+        if req.device_count > 1 and "sockets" not in overrides:
+            overrides["sockets"] = req.device_count
         host = get_host(req.host or device.slug, **overrides)
-        count = 1
+    elif device.kind == "unified":
+        # one pool: the machine is its own host (host options that change its memory are refused by the catalog)
+        host = get_host(device.slug, **overrides)
     elif req.host is not None:
         host = get_host(req.host, **overrides)
     else:
         host = typical_host(system if system is not None else device)
         if overrides:
-            host = dataclasses.replace(host, **overrides)
+            host = get_host(host.slug, **{**_host_fields(host), **overrides})
     dclass = get_device_class(device.device_class)
     hclass = get_device_class(host.device_class)
     hier = build_hierarchy(device, count, system, host, dclass, hclass, engine)

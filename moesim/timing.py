@@ -223,7 +223,8 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
             n_coll, per_bytes = n - 1, act
         coll_s = n_coll * (hier.collective_latency_s + per_bytes * inv_ic)
         ic_bytes = n_coll * per_bytes
-    extra = launch_s + sync_s + coll_s
+    token_s = hier.token_overhead_s
+    extra = launch_s + sync_s + coll_s + token_s
     if extra:
         step_s += extra
     mean_step_s = float(parts[9]) + extra
@@ -241,6 +242,7 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
         "launch_overhead": launch_s,
         "cpu_gpu_sync": sync_s,
         "collectives": coll_s,
+        "token_overhead": token_s,
     }
     # (the shared-expert FFN of MoE layers is inside experts_gpu / experts_cpu: it overlaps with them)
     kv_bytes_mean = profile.kv_bytes(context + (T - 1) / 2.0, B)

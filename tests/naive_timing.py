@@ -126,7 +126,7 @@ def toy_gpu_machine(vram_gb=8.0, gpu_gbps=800.0, host_gbps=60.0, link_gbps=25.0,
         host_bandwidth_bps=host_gbps * 1e9, cpu_ops=2e12,
         link_bandwidth_bps=link_gbps * 1e9, link_pageable_bandwidth_bps=link_gbps * 0.6e9, link_latency_s=10e-6,
         interconnect_bandwidth_bps=ic_gbps * 1e9 if n_gpus > 1 else 0.0, collective_latency_s=25e-6 if n_gpus > 1 else 0.0,
-        nvme_bandwidth_bps=5e9, sync_latency_s=20e-6, launch_overhead_s=20e-6, overlaps_cpu_gpu=overlap,
+        nvme_bandwidth_bps=5e9, sync_latency_s=20e-6, launch_overhead_s=20e-6, token_overhead_s=100e-6, overlaps_cpu_gpu=overlap,
         numa_duplicates=False, host_sockets=1, assumptions={},
     )
 
