@@ -19,16 +19,6 @@ except TypeError:
     RUNNER = CliRunner()
 
 
-def _hardware_catalogs_landed() -> bool:
-    from moesim.catalog import devices, engines
-
-    return hasattr(devices, "all_devices") and hasattr(engines, "get_engine")
-
-
-# devices/engines are built in parallel (issue 2, second half); until they land these tests cannot run
-needs_hw = pytest.mark.skipif(not _hardware_catalogs_landed(), reason="device/engine catalogs not in the tree yet")
-
-
 def run(*args):
     return RUNNER.invoke(cli, list(args))
 
@@ -62,7 +52,6 @@ def test_catalog_quants_json():
     assert {t["name"] for t in data["storage_types"]} >= {"IQ1_S", "TQ2_0", "MXFP4", "BF16"}
 
 
-@needs_hw
 def test_catalog_devices_json_covers_every_slug(shared_dir):
     import csv
 
@@ -73,7 +62,6 @@ def test_catalog_devices_json_covers_every_slug(shared_dir):
     assert all(d["source"] for d in data["devices"])
 
 
-@needs_hw
 def test_catalog_engines_json():
     data = run_json("catalog", "engines")
     assert "llama.cpp" in {e["name"] for e in data["engines"]}
@@ -82,14 +70,12 @@ def test_catalog_engines_json():
 @pytest.mark.parametrize("item, kind", [("deepseek-r1", "model"), ("Q4_K_M", "quant"), ("Q6_K", "quant"),
                                         ("IQ4_NL", "quant"), ("MXFP4", "quant"), ("Q4_K", "storage_type"),
                                         ("llama.cpp", "engine")])
-@needs_hw
 def test_catalog_show(item, kind):
     data = run_json("catalog", "show", item)
     assert data["kind"] == kind and kind in data
     assert run("catalog", "show", item).exit_code == 0
 
 
-@needs_hw
 def test_catalog_show_device():
     from moesim.catalog.devices import all_devices
 
@@ -104,7 +90,6 @@ def test_catalog_show_unknown_suggests():
     assert "deepseek-r1" in res.stderr
 
 
-@needs_hw
 def test_fit_json_numbers_come_from_the_footprint():
     data = run_json("fit", "qwen3-30b-a3b", "--quant", "Q4_K_M", "--context", "8192")
     fp = footprint("qwen3-30b-a3b", "Q4_K_M")
@@ -125,7 +110,6 @@ def _device_with_memory(min_gb: float, max_gb: float):
     pytest.skip(f"no GPU with {min_gb}-{max_gb} GB in the device catalog")
 
 
-@needs_hw
 def test_fit_on_device_small_and_large():
     gpu = _device_with_memory(20, 30)  # a 24 GB class card
     small = run_json("fit", "qwen3-30b-a3b", "-q", "Q4_K_M", "-d", gpu.slug, "--context", "4096")
@@ -140,7 +124,6 @@ def test_fit_on_device_small_and_large():
     assert text.exit_code == 0 and "does NOT fit" in text.stdout
 
 
-@needs_hw
 def test_fit_on_multi_gpu_system_counts_every_device():
     from moesim.catalog.devices import all_systems, get_device
 
@@ -153,7 +136,6 @@ def test_fit_on_multi_gpu_system_counts_every_device():
     assert data["device_memory_bytes"] == int(s.device_count * d.memory_gb * 1e9 * d.usable_memory_fraction)
 
 
-@needs_hw
 def test_fit_mla_layout_and_kv_type():
     absorbed = run_json("fit", "deepseek-r1", "-q", "Q4_K_M", "-c", "1000", "--kv-type", "bf16",
                         "--mla-layout", "absorbed")
@@ -165,7 +147,6 @@ def test_fit_mla_layout_and_kv_type():
     assert q8["kv_cache_bytes"] * 64 == f16["kv_cache_bytes"] * 34
 
 
-@needs_hw
 def test_fit_reads_a_gguf_file(tmp_path):
     model = model_from_hf_config(TINY_MOE, id="tiny/moe")
     path = tmp_path / "tiny-Q4_K_M.gguf"
@@ -191,12 +172,10 @@ def test_fit_reads_a_gguf_file(tmp_path):
         ("catalog", "show", "no-such-thing"),
     ],
 )
-@needs_hw
 def test_bad_input_is_one_line_exit_2(args):
     assert_one_line_error(run(*args))
 
 
-@needs_hw
 def test_unknown_ids_suggest_the_closest():
     res = run("fit", "deepseek-r2", "-q", "Q4_K_M")
     assert "did you mean" in res.stderr and "deepseek-r1" in res.stderr
@@ -205,7 +184,6 @@ def test_unknown_ids_suggest_the_closest():
 
 
 @pytest.mark.parametrize("content", ["{", '{"model_type": "qwen3_moe"}', "\x00\x01garbage"])
-@needs_hw
 def test_malformed_config_and_gguf_files(tmp_path, content):
     cfg = tmp_path / "config.json"
     cfg.write_text(content)
