@@ -198,11 +198,11 @@ def kv_bytes_per_token(
 
 def runtime_overhead_bytes(model: ModelSpec | str, engine="llama.cpp", context: int = 4096, batch: int = 1) -> int:
     """Memory an engine needs beyond weights and KV cache: its fixed runtime (CUDA context,
-    allocator slack, from the EngineProfile) plus compute buffers.
+    allocator slack) plus the compute buffer, both from the EngineProfile.
 
-    Compute buffers = `compute_buffer_bytes_per_token` x tokens in flight, where tokens in flight =
-    batch x min(context, the engine's prefill micro-batch, 512 in llama.cpp), plus the f32 logits of
-    one token per sequence.
+    The compute buffer is reserved for one worst-case micro-batch (f32 logits and activations of
+    every token in it): `compute_buffer_bytes_per_token` x tokens per micro-batch, where a micro-batch
+    holds min(context x batch, the engine's prefill micro-batch) tokens (512 in llama.cpp).
     """
     model = get_model(model)
     context = _check_nonneg("context", context)
@@ -214,7 +214,5 @@ def runtime_overhead_bytes(model: ModelSpec | str, engine="llama.cpp", context: 
     else:
         prof = engine
     ubatch = int(getattr(prof, "prefill_ubatch", UBATCH_TOKENS) or UBATCH_TOKENS)
-    in_flight = min(max(context, 1), ubatch) * max(batch, 1)
-    compute = prof.compute_buffer_bytes_per_token * in_flight
-    logits = 4 * model.vocab_size * max(batch, 1)
-    return int(prof.runtime_overhead_bytes + compute + logits)
+    in_flight = min(max(context * max(batch, 1), 1), ubatch)
+    return int(prof.runtime_overhead_bytes + prof.compute_buffer_bytes_per_token * in_flight)

@@ -114,7 +114,9 @@ def test_fit_on_device_small_and_large():
     gpu = _device_with_memory(20, 30)  # a 24 GB class card
     small = run_json("fit", "qwen3-30b-a3b", "-q", "Q4_K_M", "-d", gpu.slug, "--context", "4096")
     assert small["fits"] is True and small["overflow_bytes"] == 0
-    assert small["device_memory_bytes"] == int(gpu.memory_gb * 1e9 * gpu.usable_memory_fraction)
+    assert small["device_memory_bytes"] == int(gpu.memory_gb * 1e9 * gpu.usable_memory_fraction)  # llama.cpp: 1.0
+    vllm = run_json("fit", "qwen3-30b-a3b", "-q", "Q4_K_M", "-d", gpu.slug, "--engine", "vllm")
+    assert vllm["device_memory_bytes"] < small["device_memory_bytes"]
     big = run_json("fit", "deepseek-r1", "-q", "Q4_K_M", "-d", gpu.slug)
     assert big["fits"] is False
     assert big["overflow_bytes"] == big["total_bytes"] - big["device_memory_bytes"]

@@ -93,9 +93,11 @@ def test_runtime_overhead_from_engine_profile():
         cpu_bandwidth_efficiency_scale=1.0, source="test",
     )
     m = get_model("qwen3-30b-a3b")
-    small = runtime_overhead_bytes(m, prof, context=16, batch=1)
-    assert small == 500_000_000 + 100_000 * 16 + 4 * 151936
-    assert runtime_overhead_bytes(m, prof, context=8192, batch=1) == 500_000_000 + 100_000 * 512 + 4 * 151936
-    assert runtime_overhead_bytes(m, prof, context=8192, batch=2) > runtime_overhead_bytes(m, prof, 8192, 1)
+    assert runtime_overhead_bytes(m, prof, context=16, batch=1) == 500_000_000 + 100_000 * 16
+    assert runtime_overhead_bytes(m, prof, context=16, batch=4) == 500_000_000 + 100_000 * 64
+    # the buffer is reserved for one micro-batch (512 tokens), however long the context
+    assert runtime_overhead_bytes(m, prof, context=8192, batch=1) == 500_000_000 + 100_000 * 512
+    assert runtime_overhead_bytes(m, prof, context=8192, batch=8) == runtime_overhead_bytes(m, prof, 8192, 1)
+    assert runtime_overhead_bytes(m, "llama.cpp", 4096, 1) > runtime_overhead_bytes(m, "llama.cpp", 1, 1)
     with pytest.raises(MoesimError):
         runtime_overhead_bytes(m, prof, context=-5)

@@ -88,7 +88,9 @@ def fit_report(model_arg: str, quant: str | None, device: str | None, context: i
         from moesim.catalog.devices import resolve_target
 
         spec, count, system = resolve_target(device)
-        capacity = int(count * spec.memory_gb * 1e9 * spec.usable_memory_fraction)
+        # the device's usable share (macOS wired limit ...) times the engine's own cap (vLLM 0.9)
+        fraction = spec.usable_memory_fraction * float(getattr(prof, "usable_vram_fraction", 1.0) or 1.0)
+        capacity = int(count * spec.memory_gb * 1e9 * fraction)
         overflow = max(0, total - capacity)
         always_on_total = fp.always_on_bytes + kv + overhead
         report.update(
