@@ -32,7 +32,7 @@ class GGUFInfo:
     tensor_bytes: dict[str, int]  # tensor name -> bytes as stored
 
 
-def tensor_category(name: str, n_dims: int) -> str:
+def tensor_category(name: str) -> str:
     """Category of a GGUF tensor name (the categories of `moesim.catalog.models`)."""
     m = _BLK.match(name)
     cls = m.group(2) if m else name
@@ -99,12 +99,9 @@ def _field(reader, key: str, default=None):
     if field is None:
         return default
     try:
-        value = field.contents()
-    except Exception:
+        return field.contents()
+    except Exception:  # a field whose payload the reader cannot decode counts as absent
         return default
-    if isinstance(value, list):
-        return value
-    return value
 
 
 def _first_int(value, default: int = 0) -> int:
@@ -149,7 +146,7 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         layer = int(m.group(1)) if m else -1
         cls = m.group(2) if m else name
         cls = cls[: -len(".weight")] if cls.endswith(".weight") else cls
-        rows.append((TensorGroup(name, cls, layer, shape, tensor_category(name, len(shape))), tname, nbytes))
+        rows.append((TensorGroup(name, cls, layer, shape, tensor_category(name)), tname, nbytes))
     fp = build_footprint(model, ftype, rows, exact=True)
     return GGUFInfo(
         path=str(path),

@@ -44,15 +44,15 @@ def test_model_rebuilt_from_metadata(tmp_path, tiny_model):
 
 
 def test_tensor_categories():
-    assert tensor_category("blk.3.ffn_down_exps.weight", 3) == "routed_expert"
-    assert tensor_category("blk.3.ffn_down_shexp.weight", 2) == "shared_expert"
-    assert tensor_category("blk.3.ffn_gate_inp.weight", 2) == "router"
-    assert tensor_category("blk.3.attn_kv_b.weight", 2) == "attention"
-    assert tensor_category("blk.3.attn_q_a_norm.weight", 1) == "norm"
-    assert tensor_category("output.weight", 2) == "output"
-    assert tensor_category("output_norm.weight", 1) == "norm"
-    assert tensor_category("token_embd.weight", 2) == "embedding"
-    assert tensor_category("blk.0.ffn_up.weight", 2) == "dense_ffn"
+    assert tensor_category("blk.3.ffn_down_exps.weight") == "routed_expert"
+    assert tensor_category("blk.3.ffn_down_shexp.weight") == "shared_expert"
+    assert tensor_category("blk.3.ffn_gate_inp.weight") == "router"
+    assert tensor_category("blk.3.attn_kv_b.weight") == "attention"
+    assert tensor_category("blk.3.attn_q_a_norm.weight") == "norm"
+    assert tensor_category("output.weight") == "output"
+    assert tensor_category("output_norm.weight") == "norm"
+    assert tensor_category("token_embd.weight") == "embedding"
+    assert tensor_category("blk.0.ffn_up.weight") == "dense_ffn"
 
 
 def test_truncated_gguf_raises(tmp_path, tiny_model):
