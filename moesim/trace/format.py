@@ -3,7 +3,7 @@
 On disk there is one row per (sequence, token, MoE layer); see `traces/README.md`. In memory a
 `Trace` holds the same data as dense arrays, experts shaped (tokens, MoE layers, top_k), which is
 what the replay kernels take. Reading validates every row and streams record batches, so a file
-is never materialised as wide int64 columns.
+is never materialised as a whole or as wide int64 columns.
 """
 
 from __future__ import annotations
@@ -366,7 +366,9 @@ def _open(path):
     if not head.startswith(ARROW_MAGIC):
         raise MoesimError(f"{path}: not an Arrow IPC trace file (no ARROW1 magic; import other formats with `moesim trace import`)")
     try:
-        source = pa.memory_map(str(path), "r")
+        # a plain file, not a memory map: batches are read one at a time and freed, so resident
+        # memory stays at the compact arrays rather than the whole long-format file
+        source = pa.OSFile(str(path), "r")
         reader = pa.ipc.open_file(source)
         # touch every schema string now: damaged names surface as decode errors here, not later
         schema = reader.schema
@@ -379,8 +381,9 @@ def _open(path):
 def read_trace(path: str | os.PathLike) -> Trace:
     """Read and validate a trace file into the compact `Trace` view.
 
-    Record batches are memory-mapped and converted one at a time, so peak memory is the compact
-    arrays plus one batch. Any broken rule raises MoesimError naming the first bad row.
+    Record batches are read and converted one at a time, so peak memory is about twice the compact
+    arrays plus one batch (a 1M-token DeepSeek-V3 trace: ~1.2 GB). Any broken rule raises
+    MoesimError naming the first bad row.
     """
     import pyarrow as pa
 
@@ -391,27 +394,18 @@ def read_trace(path: str | os.PathLike) -> Trace:
     with_weights = _check_schema(reader.schema, meta, path)
     n_layers = meta.n_moe_layers
     k = meta.top_k
-    try:
-        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise MoesimError(f"{path}: truncated or corrupt Arrow file ({_one_line(exc)})") from None
-    total_rows = sum(b.num_rows for b in batches)
-    n_tokens = -(-total_rows // n_layers)
-    experts = np.empty((n_tokens, n_layers, k), dtype=meta.expert_dtype())
-    weights = np.empty((n_tokens, n_layers, k), dtype=np.float32) if with_weights else None
-    seq = np.empty(n_tokens, dtype=np.int32)
-    token = np.empty(n_tokens, dtype=np.int32)
-    is_prefill = np.empty(n_tokens, dtype=bool)
-    flat_experts = experts.reshape(-1, k)
-    flat_weights = weights.reshape(-1, k) if weights is not None else None
+    dtype = meta.expert_dtype()
     moe_layers = np.asarray(meta.moe_layers, dtype=np.int16)
     state = np.zeros(5, dtype=np.int64)
+    # per-batch pieces in compact dtypes; concatenated once at the end (peak: 2x the compact view)
+    exp_pieces, w_pieces, seq_pieces, tok_pieces, pre_pieces = [], [], [], [], []
     row0 = 0
-    for batch in batches:
-        n = batch.num_rows
-        if n == 0:
-            continue
+    for i in range(reader.num_record_batches):
         try:
+            batch = reader.get_batch(i)
+            n = batch.num_rows
+            if n == 0:
+                continue
             # full validation first: a damaged file can hold offsets or dictionary indices that would
             # make later reads touch memory outside its buffers
             batch.validate(full=True)
@@ -427,19 +421,30 @@ def read_trace(path: str | os.PathLike) -> Trace:
             finite = np.isfinite(b_w).all(axis=1)
             if not finite.all():
                 raise _row_error(path, row0 + int(np.flatnonzero(~finite)[0]), "non-finite routing weight")
-            flat_weights[row0:row0 + n] = b_w
-        flat_experts[row0:row0 + n] = b_exp
+            w_pieces.append(np.array(b_w, dtype=np.float32))
+        exp_pieces.append(b_exp.astype(dtype))
         first = (-row0) % n_layers  # first row in this batch that starts a token
-        tok_index = (row0 + first) // n_layers
-        starts = slice(first, n, n_layers)
-        m = len(range(first, n, n_layers))
-        seq[tok_index:tok_index + m] = b_seq[starts]
-        token[tok_index:tok_index + m] = b_tok[starts]
-        is_prefill[tok_index:tok_index + m] = b_phase[starts] == 1
+        seq_pieces.append(np.array(b_seq[first::n_layers], dtype=np.int32))
+        tok_pieces.append(np.array(b_tok[first::n_layers], dtype=np.int32))
+        pre_pieces.append(b_phase[first::n_layers] == 1)
         row0 += n
+        del batch, cols, b_seq, b_tok, b_layer, b_exp, b_w, b_phase
+    total_rows = row0
     if total_rows % n_layers:
         raise _row_error(path, total_rows, f"file ends before every MoE layer of the last token "
                                            f"(missing layer {meta.moe_layers[total_rows % n_layers]})")
+    n_tokens = total_rows // n_layers
+
+    def joined(pieces, dt, shape):
+        out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dt)
+        return out.reshape(shape)
+
+    experts = joined(exp_pieces, dtype, (n_tokens, n_layers, k))
+    exp_pieces.clear()
+    weights = joined(w_pieces, np.float32, (n_tokens, n_layers, k)) if with_weights else None
+    seq = joined(seq_pieces, np.int32, (n_tokens,))
+    token = joined(tok_pieces, np.int32, (n_tokens,))
+    is_prefill = joined(pre_pieces, bool, (n_tokens,))
     return Trace(meta=meta, experts=experts, weights=weights, seq=seq, token=token, is_prefill=is_prefill)
 
 
