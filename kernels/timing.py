@@ -125,7 +125,7 @@ def _decode_point(
     moe_layers, expert_b, expert_p,  # (M,) block index, bytes and params of ONE routed expert
     output_b, output_p,  # output head
     fixed_on_gpu, kv_on_gpu, output_on_gpu, home,  # placement
-    inv_gbw, inv_gfl, inv_hbw, inv_cops, link_expert_lat, inv_link, inv_nvme,  # machine (1/rates)
+    inv_gbw, inv_gbw_kv, inv_gfl, inv_hbw, inv_cops, link_expert_lat, inv_link, inv_nvme,  # machine (1/rates)
     overlap, prefetch,
     counts, gpu_counts, misses, ram_misses,  # (R, M) routing rows; R == 1 stands for every step
     top_k, batch, context,
@@ -179,7 +179,7 @@ def _decode_point(
     n_win = 0
     for l in range(n_layers):
         if kv_window[l] == 0:
-            full += kv_per_tok[l] * batch * (inv_gbw if kv_on_gpu[l] else inv_hbw)
+            full += kv_per_tok[l] * batch * (inv_gbw_kv if kv_on_gpu[l] else inv_hbw)
         else:
             n_win += 1
     win_coef = np.empty(n_win)
@@ -187,7 +187,7 @@ def _decode_point(
     j = 0
     for l in range(n_layers):
         if kv_window[l] != 0:
-            win_coef[j] = kv_per_tok[l] * batch * (inv_gbw if kv_on_gpu[l] else inv_hbw)
+            win_coef[j] = kv_per_tok[l] * batch * (inv_gbw_kv if kv_on_gpu[l] else inv_hbw)
             win[j] = kv_window[l]
             j += 1
     kv_sum = 0.0

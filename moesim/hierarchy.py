@@ -31,9 +31,32 @@ def isa_int8_ops_per_cycle(isa: str | None) -> float:
         return float(table["avx2"])
     key = isa.lower()
     if key not in table:
-        # unknown spellings fall back to the family prefix ("avx512-vnni" -> "avx512")
-        key = next((k for k in table if k != "source_isa" and key.startswith(k)), "avx2")
+        # unknown spellings fall back to the longest family prefix ("avx512-vnni" -> "avx512")
+        keys = sorted((k for k in table if k != "source_isa" and key.startswith(k)), key=len, reverse=True)
+        key = keys[0] if keys else "avx2"
     return float(table[key])
+
+
+def gpu_layer_floor_s(device_class: str) -> float:
+    """Fixed GPU time per block per decode step for a device class (tiers.toml)."""
+    table = tier_constants()["gpu_layer_floor_us"]
+    return float(table.get(device_class, table["default"])) * 1e-6
+
+
+def gpu_quant_kernel_efficiency(bytes_by_storage_type: dict) -> float:
+    """Bandwidth efficiency of the GPU mat-vec kernels for a mix of weight formats, relative to F16:
+    the byte-weighted harmonic mean over formats (time adds up per byte read)."""
+    table = {k: v for k, v in tier_constants()["gpu_quant_kernel_efficiency"].items() if k != "source"}
+    keys = sorted(table, key=len, reverse=True)
+    total = 0.0
+    weighted = 0.0
+    for name, nbytes in bytes_by_storage_type.items():
+        if nbytes <= 0:
+            continue
+        eff = next((table[k] for k in keys if name.upper().startswith(k)), 1.0)
+        total += nbytes
+        weighted += nbytes / eff
+    return total / weighted if weighted > 0 else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +91,7 @@ class Hierarchy:
     numa_duplicates: bool  # CPU weights copied per NUMA node (ktransformers dual socket)
     host_sockets: int
     assumptions: dict = field(default_factory=dict, compare=False, hash=False)
+    gpu_layer_floor_s: float = 0.0  # fixed GPU time per block per step (device class)
 
     @property
     def has_gpu(self) -> bool:
@@ -102,9 +126,10 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
     host_eff = host_class.memory_bandwidth_efficiency * cpu_scale
     numa_factor = 1.0 if (sockets == 1 or numa_dup) else cross_socket
     host_bw = host_peak * host_eff * numa_factor
-    ops_per_cycle = getattr(host, "int8_ops_per_cycle", None) or isa_int8_ops_per_cycle(host.cpu_isa)
+    ops_per_cycle = isa_int8_ops_per_cycle(host.cpu_isa)
     cpu_peak_ops = host.cores * sockets * host.cpu_clock_ghz * 1e9 * ops_per_cycle
-    cpu_ops = cpu_peak_ops * host_class.compute_efficiency * getattr(engine, "cpu_compute_efficiency_scale", 1.0)
+    cpu_ops = (cpu_peak_ops * host_class.compute_efficiency * getattr(engine, "cpu_compute_efficiency_scale", 1.0)
+               * consts["cpu_quant_gemm"]["fraction"])
     token_overhead = getattr(engine, "per_token_overhead_us", 0.0) * 1e-6
     host_capacity = max(0.0, host.ram_gb * 1e9 - reserved)
 
@@ -151,6 +176,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
         gpu_effective_bandwidth_gbps=round(gpu_bw / 1e9, 1),
         gpu_effective_tflops=round(gpu_flops / 1e12, 1),
         launch_overhead_us_per_layer=engine.launch_overhead_us_per_layer,
+        gpu_layer_floor_us=round(gpu_layer_floor_s(device_class.name) * 1e6, 1),
         overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
     )
 
@@ -170,6 +196,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
             interconnect_bandwidth_bps=0.0, collective_latency_s=0.0,
             nvme_bandwidth_bps=nvme_bps, sync_latency_s=0.0,
             launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6, token_overhead_s=token_overhead,
+            gpu_layer_floor_s=gpu_layer_floor_s(device_class.name),
             overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
             numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
         )
@@ -205,6 +232,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
         interconnect_bandwidth_bps=ic_bw, collective_latency_s=collective,
         nvme_bandwidth_bps=nvme_bps, sync_latency_s=sync,
         launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6, token_overhead_s=token_overhead,
+        gpu_layer_floor_s=gpu_layer_floor_s(device_class.name),
         overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
         numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
     )

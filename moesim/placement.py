@@ -64,6 +64,7 @@ class ModelProfile:
     kv_bytes_per_token_layer: np.ndarray  # (L,) bytes per cached token per layer (one sequence)
     kv_window: np.ndarray  # (L,) int64, 0 = full attention
     attn_flops_per_ctx_token_layer: np.ndarray  # (L,) flops per query token per cached token
+    gpu_kernel_efficiency: float = 1.0  # GPU mat-vec bandwidth fraction of this weight-format mix (vs F16)
     # derived in __post_init__ (read for every point, so computed once)
     layer_fixed_bytes_total: float = field(init=False, default=0.0)
     kv_per_token_total: float = field(init=False, default=0.0)

@@ -338,6 +338,7 @@ def build_profile(model, quant: str, kv_type: str = "f16", mla_layout: str = "ab
     """Bytes and parameters per layer / per expert of (model, quant) from the footprint."""
     from moesim.catalog.quants import get_quant
     from moesim.footprint import footprint, kv_cache_bytes
+    from moesim.hierarchy import gpu_quant_kernel_efficiency
     from moesim.placement import ModelProfile
 
     scheme = get_quant(quant) if isinstance(quant, str) else quant
@@ -383,6 +384,7 @@ def build_profile(model, quant: str, kv_type: str = "f16", mla_layout: str = "ab
         embedding_bytes=embedding_bytes, weights_bytes=float(fp.weights_bytes),
         kv_bytes_per_token_layer=kv_layer, kv_window=window,
         attn_flops_per_ctx_token_layer=np.full(L, _attn_flops_per_ctx(model)),
+        gpu_kernel_efficiency=gpu_quant_kernel_efficiency(getattr(fp, "bytes_by_storage_type", {}) or {}),
     )
 
 

@@ -163,7 +163,9 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
     n = max(1, pl.n_gpus)
     split = n if pl.parallel in ("tp", "ep") else 1
     has_gpu = pl.n_gpus > 0 and hier.gpu_bandwidth_bps > 0
-    inv_gbw = 1.0 / (hier.gpu_bandwidth_bps * split) if has_gpu else math.inf
+    inv_gbw_kv = 1.0 / (hier.gpu_bandwidth_bps * split) if has_gpu else math.inf
+    # weights stream through the format's mat-vec kernel; the KV cache does not
+    inv_gbw = inv_gbw_kv / profile.gpu_kernel_efficiency
     inv_gfl = 1.0 / (hier.gpu_flops * split) if has_gpu and hier.gpu_flops > 0 else 0.0
     inv_hbw = 1.0 / hier.host_bandwidth_bps
     inv_cops = 1.0 / hier.cpu_ops if hier.cpu_ops > 0 else 0.0
@@ -201,14 +203,14 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
         profile.kv_bytes_per_token_layer, profile.kv_window, profile.moe_layers, profile.expert_bytes, profile.expert_params,
         float(profile.output_bytes), float(profile.output_params),
         pl.fixed_on_gpu, pl.kv_on_gpu, bool(pl.output_on_gpu), pl.expert_home,
-        inv_gbw, inv_gfl, inv_hbw, inv_cops, float(hier.link_latency_s), inv_link, 1.0 / hier.nvme_bandwidth_bps,
+        inv_gbw, inv_gbw_kv, inv_gfl, inv_hbw, inv_cops, float(hier.link_latency_s), inv_link, 1.0 / hier.nvme_bandwidth_bps,
         bool(hier.overlaps_cpu_gpu), bool(pl.prefetch), counts, gpu_counts, misses, ram_misses,
         float(top_k), float(B), float(context), step_s, parts, traffic,
     )
     hit_rate = float(traffic[5] / traffic[4]) if (has_gpu and M and traffic[4] > 0) else float("nan")
 
     # fixed costs per step: kernel launches, CPU<->GPU hand-offs, multi-GPU collectives
-    launch_s = hier.launch_overhead_s * pl.gpu_kernel_layers if pl.n_gpus else 0.0
+    launch_s = (hier.launch_overhead_s + hier.gpu_layer_floor_s) * pl.gpu_kernel_layers if pl.n_gpus else 0.0
     sync_s = pl.handoffs * hier.sync_latency_s if (pl.n_gpus and not hier.unified) else 0.0
     coll_s = 0.0
     ic_bytes = 0.0
@@ -297,7 +299,7 @@ def prefill_timing(profile: ModelProfile, pl: Placement, hier, engine, prompt_to
         inv_gbw, inv_gfl, 1.0 / hier.host_bandwidth_bps, inv_cops,
         1.0 / hier.link_pageable_bandwidth_bps if hier.link_pageable_bandwidth_bps > 0 else math.inf,
         1.0 / hier.link_bandwidth_bps if hier.link_bandwidth_bps > 0 else math.inf,
-        hier.launch_overhead_s if pl.n_gpus else 0.0, parts,
+        (hier.launch_overhead_s + hier.gpu_layer_floor_s) if pl.n_gpus else 0.0, parts,
     )
     total = float(parts.sum())
     names = ("gpu_weights", "cpu_weights", "upload", "attention", "overhead", "output_head")
