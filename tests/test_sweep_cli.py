@@ -212,3 +212,75 @@ def test_deepseek_r1_acceptance(tmp_path):
     assert node["fits"] and node["grade"] in ("S", "A")
     assert node["vram_bytes"] >= 0.9 * node["weights_bytes"]
     assert node["llama_cpp_command"]
+
+
+def test_parquet_format_opens_with_duckdb_and_polars(tmp_path):
+    out = tmp_path / "pq"
+    result = CliRunner().invoke(cli, ["sweep", "--models", "qwen3-30b-a3b", "--devices", "rtx-4090,m2-max",
+                                      "--quants", "Q4_K_M", "--format", "parquet", "--out", str(out), "--jobs", "1",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    points = json.loads(result.output)["points"]
+    files = chunk_files(out)
+    assert files and all(p.suffix == ".parquet" for p in files)
+    duckdb = pytest.importorskip("duckdb")
+    rows = duckdb.sql(f"select count(*), sum(is_best::int) from read_parquet('{out}/**/*.parquet', "
+                      "hive_partitioning=true)").fetchall()[0]
+    assert rows == (points, 2)
+    pl = pytest.importorskip("polars")
+    frame = pl.scan_parquet(f"{out}/**/*.parquet").filter(pl.col("is_best")).collect()
+    assert set(frame["device"].to_list()) == {"rtx-4090", "m2-max"}
+
+
+def test_reference_opens_with_pyarrow_dataset_duckdb_polars(reference):
+    import pyarrow.dataset as ds
+
+    sweep_rows = ds.dataset(reference, format="ipc", partitioning="hive").to_table()
+    _, stored = open_sweep(reference)
+    assert sweep_rows.num_rows == stored.num_rows
+    duckdb = pytest.importorskip("duckdb")
+    n_best = duckdb.sql("select count(*) from sweep_rows where is_best").fetchall()[0][0]
+    assert n_best == stored.filter(pc.field("is_best")).num_rows
+    pl = pytest.importorskip("polars")
+    assert pl.scan_ipc(f"{reference}/**/*.arrow").collect().height == stored.num_rows
+
+
+def test_custom_grading_file_regrades(tmp_path):
+    rubric = tmp_path / "strict.toml"
+    rubric.write_text('rubric_version = "strict-1"\n[speed_min_tok_s]\nS = 1e6\nA = 1e5\nB = 1e4\nC = 1e3\nD = 1e2\n')
+    out = tmp_path / "strict"
+    result = CliRunner().invoke(cli, ["sweep", "--models", "mixtral-8x7b", "--devices", "rtx-4090", "--quants", "Q4_K_M",
+                                      "--grading", str(rubric), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    meta, table = open_sweep(out)
+    assert set(table.column("rubric_version").to_pylist()) == {"strict-1"}
+    assert set(table.column("grade").to_pylist()) == {"F"}
+    assert meta["config"]["rubric"]["rubric_version"] == "strict-1"
+
+
+def test_preset_and_trace_options(tmp_path):
+    out = tmp_path / "preset"
+    result = CliRunner().invoke(cli, ["sweep", "--models", "qwen3-30b-a3b,llama-3.1-8b", "--devices", "rtx-4090",
+                                      "--quants", "Q4_K_M", "--preset", "uniform", "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    _, table = open_sweep(out)
+    assert set(table.column("trace").to_pylist()) == {"preset:uniform"}
+    assert [p.name for p in (out / "_traces").iterdir()] == ["qwen3-30b-a3b--uniform--seed0.feather"]
+
+    from moesim.catalog.models import get_model
+    from moesim.trace.format import write_trace
+    from moesim.trace.generate import generate_trace
+
+    trace_path = tmp_path / "olmoe.arrow"
+    write_trace(generate_trace(get_model("olmoe-1b-7b-0924"), n_tokens=200, n_seqs=2, seed=3), trace_path)
+    out = tmp_path / "traced"
+    result = CliRunner().invoke(cli, ["sweep", "--trace", str(trace_path), "--devices", "rtx-4090", "--quants",
+                                      "Q4_K_M", "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    _, table = open_sweep(out)
+    assert set(table.column("model").to_pylist()) <= {"olmoe-1b-7b-0924", "olmoe-1b-7b-0125"}
+    (trace_id,) = set(table.column("trace").to_pylist())
+    assert trace_id.startswith("file:olmoe.arrow@") and str(tmp_path) not in trace_id
+    mismatch = CliRunner().invoke(cli, ["sweep", "--trace", str(trace_path), "--models", "deepseek-r1",
+                                        "--out", str(tmp_path / "bad")])
+    assert mismatch.exit_code == 2 and "does not fit" in mismatch.output and "Traceback" not in mismatch.output

@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from moesim.errors import MoesimError
 from moesim.sweep.grading import GRADE_RANK, Rubric, grade_arrays
-from moesim.sweep.points import Cell, cell_point_values
-from moesim.sweep.store import KEY_COLUMNS, LINKS, SCHEMA, TIERS, TIME_COMPONENTS, point_key
+from moesim.sweep.points import Cell, cell_key_affixes, cell_point_values
+from moesim.sweep.store import KEY_COLUMNS, LINKS, SCHEMA, TIERS, TIME_COMPONENTS
 
 NAN = float("nan")
 
@@ -87,13 +87,6 @@ def _floats(values) -> np.ndarray:
     return np.array([NAN if v is None else v for v in values], dtype=np.float64)
 
 
-def _key_affixes(cell: Cell) -> tuple[str, str]:
-    """The point key of a cell's strategies is prefix + strategy + suffix (see store.point_key)."""
-    key = point_key(cell_point_values(cell, "\0"))
-    prefix, suffix = key.split("\0")
-    return prefix, suffix
-
-
 def compute_cells(cells: list[Cell], rubric: Rubric, prompt_tokens: int = 512, seed: int = 0) -> pa.Table:
     """Simulate every strategy of every cell (one simulate_many call) into a sweep-schema table."""
     requests = []
@@ -117,7 +110,7 @@ def results_table(cells: list[Cell], results: list, rubric: Rubric) -> pa.Table:
             return [values[i] for i in cell_of.tolist()]
         return np.asarray(values, dtype=dtype)[cell_of]
 
-    affixes = [_key_affixes(c) for c in cells]
+    affixes = [cell_key_affixes(c) for c in cells]
     keys = [affixes[ci][0] + s + affixes[ci][1] for ci, s in zip(cell_of.tolist(), strategies)]
     cols["point_key"] = keys
     cols["point_hash"] = [hashlib.sha1(k.encode()).hexdigest()[:8] for k in keys]

@@ -277,10 +277,11 @@ def build_cells(
 ) -> list[Cell]:
     """Every cell in a fixed order: model, quant, target, context, batch (catalog order)."""
     cells = []
+    strategies_by = {(t, moe): strategies_for(strategy_templates, t, moe) for t in targets for moe in (False, True)}
     for model in models:
         for quant in model.quants:
             for target in targets:
-                strategies = strategies_for(strategy_templates, target, model.is_moe)
+                strategies = strategies_by[(target, model.is_moe)]
                 for context in contexts:
                     for batch in batches:
                         cells.append(
@@ -304,3 +305,16 @@ def cell_point_values(cell: Cell, strategy: str) -> dict:
         "batch": cell.batch,
         "trace": cell.trace_id,
     }
+
+
+def cell_key_affixes(cell: Cell) -> tuple[str, str]:
+    """Every point key of a cell is prefix + strategy + suffix (see store.point_key)."""
+    from moesim.sweep.store import point_key
+
+    prefix, suffix = point_key(cell_point_values(cell, "\0")).split("\0")
+    return prefix, suffix
+
+
+def cell_keys(cell: Cell) -> list[str]:
+    prefix, suffix = cell_key_affixes(cell)
+    return [prefix + s + suffix for s in cell.strategies]

@@ -26,7 +26,6 @@ from moesim.sweep.store import (
     SCHEMA_VERSION,
     chunk_files,
     partition_dir,
-    point_key,
     read_meta,
     read_table,
     remove_stale_temps,
@@ -238,8 +237,12 @@ def plan_chunks(cells, chunk_points: int, fmt: str) -> list[Chunk]:
     def close():
         if not current:
             return
-        keys = "\n".join(point_key(pts.cell_point_values(c, s)) for c in current for s in c.strategies)
-        name = f"part-{hashlib.sha1(keys.encode()).hexdigest()[:16]}{FORMATS[fmt]}"
+        # named by content: every point key of the chunk, written compactly per cell
+        digest = hashlib.sha1()
+        for c in current:
+            prefix, suffix = pts.cell_key_affixes(c)
+            digest.update(f"{prefix}{{{','.join(c.strategies)}}}{suffix}\n".encode())
+        name = f"part-{digest.hexdigest()[:16]}{FORMATS[fmt]}"
         n = sum(len(c.strategies) for c in current)
         chunks.append(Chunk(current[0].model, tuple(current), name, n, float(n)))
         current.clear()
@@ -255,16 +258,17 @@ def plan_chunks(cells, chunk_points: int, fmt: str) -> list[Chunk]:
     return chunks
 
 
-def _cell_keys(cell) -> list[str]:
-    return [point_key(pts.cell_point_values(cell, s)) for s in cell.strategies]
-
-
 # Worker state: set once per process by the pool initializer, so chunks ship only their cells.
 _WORKER: dict = {}
 
 
 def _init_worker(out: str, rubric: Rubric, prompt_tokens: int, seed: int, fmt: str) -> None:
     _WORKER.update(out=Path(out), rubric=rubric, prompt_tokens=prompt_tokens, seed=seed, fmt=fmt)
+
+
+def _run_chunk_at(index: int) -> int:
+    """Worker entry: the chunk list was set before the pool forked, so only an index travels."""
+    return _run_chunk(_WORKER["chunks"][index])
 
 
 def _run_chunk(chunk: Chunk) -> int:
@@ -341,7 +345,10 @@ def run_sweep(
         if force:
             todo.append(chunk)
             continue
-        missing = tuple(c for c in chunk.cells if not set(_cell_keys(c)) <= present)
+        if not present:
+            todo.append(chunk)
+            continue
+        missing = tuple(c for c in chunk.cells if not set(pts.cell_keys(c)) <= present)
         skipped += chunk.n_points - sum(len(c.strategies) for c in missing)
         if not missing:
             continue
@@ -365,11 +372,13 @@ def run_sweep(
     elif todo:
         import multiprocessing
 
-        # fork: workers inherit imported modules and compiled kernels instead of re-importing.
+        # fork: workers inherit imported modules, compiled kernels and the chunk list instead of
+        # re-importing and unpickling ~10^5 cells.
+        _init_worker(*init_args)
+        _WORKER["chunks"] = todo
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
-                                 initializer=_init_worker, initargs=init_args) as pool:
-            futures = [pool.submit(_run_chunk, chunk) for chunk in todo]
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+            futures = [pool.submit(_run_chunk_at, i) for i in range(len(todo))]
             try:
                 for future in as_completed(futures):
                     done += future.result()
