@@ -134,7 +134,7 @@ def test_failed_write_leaves_previous_chunk_intact(tmp_path):
     class Boom(Exception):
         pass
 
-    def exploding_write(*_):
+    def exploding_write(*_, **__):
         raise Boom
 
     original = pa.ipc.new_file

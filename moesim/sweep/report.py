@@ -46,12 +46,14 @@ def focus_models(table: pa.Table, wanted: list[str] | None, limit: int = 3) -> l
     return sorted(models, key=lambda m: (-(models[m] or 0), m))[:limit]
 
 
-def _common_quant(table: pa.Table, model: str) -> str | None:
-    quants = set(table.filter(pc.field("model") == model).column("quant").to_pylist())
-    for q in PREFERRED_QUANTS:
-        if q in quants:
-            return q
-    return min(quants) if quants else None
+def common_quants(table: pa.Table) -> dict[str, str]:
+    """Per model, the quantization its per-model plots use: the first of PREFERRED_QUANTS it was
+    swept at, else its alphabetically first quant."""
+    pairs = table.group_by(["model", "quant"]).aggregate([]).to_pylist()
+    quants: dict[str, set] = {}
+    for row in pairs:
+        quants.setdefault(row["model"], set()).add(row["quant"])
+    return {m: next((q for q in PREFERRED_QUANTS if q in qs), min(qs)) for m, qs in quants.items()}
 
 
 def summary_rows(table: pa.Table) -> list[dict]:
@@ -127,12 +129,13 @@ def _device_quant_plot(table: pa.Table, model: str, index: int) -> str:
                        devices, quants, values, labels)
 
 
-def _expert_cache_series(table: pa.Table, models: list[str], column: str) -> dict[str, list[tuple[float, float]]]:
+def _expert_cache_series(table: pa.Table, models: list[str], column: str,
+                         common: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
     mask = pc.and_(pc.starts_with(table.column("resolved_strategy"), "expert-cache"), table.column("fits"))
     rows = _rows(table.filter(mask), ["model", "quant", "device", "vram_capacity_bytes", column])
     series: dict[str, list[tuple[float, float]]] = {}
     for model in models:
-        quant = _common_quant(table, model)
+        quant = common.get(model)
         points = {}
         for row in rows:
             if row["model"] == model and row["quant"] == quant and row[column] is not None:
@@ -143,14 +146,14 @@ def _expert_cache_series(table: pa.Table, models: list[str], column: str) -> dic
     return series
 
 
-def _memory_plot(table: pa.Table, device: str | None) -> str:
+def _memory_plot(table: pa.Table, device: str | None, common: dict[str, str]) -> str:
     if device is None:
         return svg.empty("plot-memory-tiers", "Memory per tier", "no GPU device in the sweep")
     best = _best(table.filter(pc.field("device") == device))
     rows = _rows(best, ["model", "quant", "vram_bytes", "host_bytes", "nvme_bytes", "vram_capacity_bytes"])
     chosen = {}
     for row in rows:
-        if row["quant"] == _common_quant(table, row["model"]):
+        if row["quant"] == common.get(row["model"]):
             chosen[row["model"]] = row
     bars = [(f"{m} {r['quant']}", {"vram": r["vram_bytes"] / GB, "host": r["host_bytes"] / GB, "nvme": r["nvme_bytes"] / GB})
             for m, r in sorted(chosen.items())]
@@ -186,6 +189,7 @@ def render_html(meta: dict, table: pa.Table, models: list[str] | None = None) ->
     """The whole report page as one string (same sweep -> same bytes)."""
     focus = focus_models(table, models)
     device = focus_device(table)
+    common = common_quants(table)
     grades = Counter(_best(table).column("grade").to_pylist())
     plots = [
         ("Grades of the best placement per cell", svg.bar_chart("plot-grades", "Cells per grade",
@@ -198,11 +202,11 @@ def render_html(meta: dict, table: pa.Table, models: list[str] | None = None) ->
         plots.append(("Per device and quantization", svg.empty("plot-tok-s-by-device-quant-0", "tok/s per device and quant", "empty sweep")))
     plots.append(("Expert cache: decode speed vs VRAM budget", svg.line_chart(
         "plot-tok-s-vs-vram", "expert-cache placements: decode tok/s vs VRAM (one point per device)",
-        _expert_cache_series(table, focus, "decode_tok_s"), "VRAM budget (GB)", "decode tok/s", log_y=True)))
+        _expert_cache_series(table, focus, "decode_tok_s", common), "VRAM budget (GB)", "decode tok/s", log_y=True)))
     plots.append(("Expert cache: hit rate vs VRAM budget", svg.line_chart(
         "plot-hit-rate-vs-vram", "expert-cache placements: routed-expert hit rate vs VRAM",
-        _expert_cache_series(table, focus, "hit_rate"), "VRAM budget (GB)", "hit rate", y_range=(0.0, 1.0))))
-    plots.append(("Memory per tier", _memory_plot(table, device)))
+        _expert_cache_series(table, focus, "hit_rate", common), "VRAM budget (GB)", "hit rate", y_range=(0.0, 1.0))))
+    plots.append(("Memory per tier", _memory_plot(table, device, common)))
     summary = summary_rows(table)
     head = "".join(f"<th>{escape(h)}</th>" for h in ("model", "points", "best", "tok/s", "device", "quant", "strategy", *GRADES))
     body = "".join(
