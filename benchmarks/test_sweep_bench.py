@@ -71,7 +71,7 @@ def test_sweep_all_force_warm(benchmark, sweep_env, reference_seconds):
     out = root / "main"
     if not out.exists():
         _run_sweep(out, [], env)
-    summary = benchmark.pedantic(_run_sweep, args=(out, ["--force"], env), rounds=3, iterations=1)
+    summary = benchmark.pedantic(_run_sweep, args=(out, ["--force"], env), rounds=1, iterations=1)
     seconds = benchmark.stats.stats.min
     benchmark.extra_info.update(points=summary["points"], seconds=seconds, budget_s=WARM_BUDGET_S,
                                 budget_ratio=seconds / WARM_BUDGET_S, reference_one_model_s=reference_seconds,

@@ -21,7 +21,7 @@ def test_plan_for_one_model_ranks_candidates():
     data = _plan("--device", "rtx-4090", "--model", "qwen3-30b-a3b")
     best = data["best"]
     assert best["model"] == "qwen3-30b-a3b" and best["fits"]
-    assert best["llama_cpp_command"].startswith("llama")
+    assert "llama-server" in best["llama_cpp_command"]
     ranks = [(c["fits"], GRADE_RANK[c["grade"]]) for c in data["candidates"]]
     assert ranks == sorted(ranks, reverse=True)
     assert data["host"].startswith("desktop")
