@@ -37,10 +37,9 @@ def _expert_time_per_token(
     #               look-ups, look-ups served from VRAM (written)
 ):
     n_tokens, n_moe = counts.shape
-    for p in range(5):
-        out_parts[p] = 0.0
-    for p in range(6):
-        out_traffic[p] = 0.0
+    # scalar accumulators: array-element updates inside the hot loop would go through memory
+    p_gpu = p_cpu = p_link = p_nvme = p_hidden = 0.0
+    b_link = b_nvme = b_vram = b_host = n_look = n_served = 0.0
     for t in range(n_tokens):
         total = 0.0
         for m in range(n_moe):
@@ -51,28 +50,32 @@ def _expert_time_per_token(
             lk = 0.0
             nv = 0.0
             b = expert_bytes[m]
-            out_traffic[4] += u
+            n_look += u
             if h == 0:
                 g += max(gpu_counts[t, m] * gpu_expert_s[m], gpu_flop_s[m])
-                out_traffic[2] += u * b
-                out_traffic[5] += u
+                b_vram += u * b
+                n_served += u
             elif h == 1:
+                rm = ram_misses[t, m]
                 c += max(u * cpu_expert_s[m], cpu_flop_s[m])
-                nv = ram_misses[t, m] * nvme_expert_s[m]
-                out_traffic[3] += u * b
-                out_traffic[1] += ram_misses[t, m] * b
+                nv = rm * nvme_expert_s[m]
+                b_host += u * b
+                b_nvme += rm * b
             elif h == 2:
+                mi = misses[t, m]
+                rm = ram_misses[t, m]
                 g += max(u * gpu_expert_s[m], gpu_flop_s[m])
-                lk = misses[t, m] * link_expert_s[m]
-                nv = ram_misses[t, m] * nvme_expert_s[m]
-                out_traffic[0] += misses[t, m] * b
-                out_traffic[1] += ram_misses[t, m] * b
-                out_traffic[2] += u * b
-                out_traffic[5] += u - misses[t, m]
+                lk = mi * link_expert_s[m]
+                nv = rm * nvme_expert_s[m]
+                b_link += mi * b
+                b_nvme += rm * b
+                b_vram += u * b
+                n_served += u - mi
             else:
                 mi = misses[t, m]
-                out_traffic[1] += ram_misses[t, m] * b
-                out_traffic[5] += u - mi
+                rm = ram_misses[t, m]
+                b_nvme += rm * b
+                n_served += u - mi
                 share = cpu_flop_s[m] / u if u > 0 else 0.0
                 cpu_one = max(cpu_expert_s[m], share)
                 fetch_one = link_expert_s[m] + gpu_expert_s[m]
@@ -81,24 +84,35 @@ def _expert_time_per_token(
                     resident = u - mi
                     gshare = gpu_flop_s[m] * resident / u if u > 0 else 0.0
                     g += max(resident * gpu_expert_s[m], gshare)
-                    out_traffic[2] += resident * b
-                    out_traffic[3] += mi * b
+                    b_vram += resident * b
+                    b_host += mi * b
                 else:
                     lk = mi * link_expert_s[m]
                     g += max(u * gpu_expert_s[m], gpu_flop_s[m])
-                    out_traffic[0] += mi * b
-                    out_traffic[2] += u * b
-                nv = ram_misses[t, m] * nvme_expert_s[m]
+                    b_link += mi * b
+                    b_vram += u * b
+                nv = rm * nvme_expert_s[m]
             compute = max(g, c) if overlap else g + c
             xfer = lk + nv
             layer = max(compute, xfer) if prefetch else compute + xfer
             total += layer
-            out_parts[0] += g
-            out_parts[1] += c
-            out_parts[2] += lk
-            out_parts[3] += nv
-            out_parts[4] += g + c + lk + nv - layer
+            p_gpu += g
+            p_cpu += c
+            p_link += lk
+            p_nvme += nv
+            p_hidden += g + c + lk + nv - layer
         out_total[t] += total
+    out_parts[0] = p_gpu
+    out_parts[1] = p_cpu
+    out_parts[2] = p_link
+    out_parts[3] = p_nvme
+    out_parts[4] = p_hidden
+    out_traffic[0] = b_link
+    out_traffic[1] = b_nvme
+    out_traffic[2] = b_vram
+    out_traffic[3] = b_host
+    out_traffic[4] = n_look
+    out_traffic[5] = n_served
 
 
 @jit

@@ -237,6 +237,42 @@ def _gb(x: float) -> str:
     return f"{x / 1e9:.1f} GB"
 
 
+# refusal reasons (shared with the batch kernel, which reports them as codes)
+R_OK, R_NO_GPU, R_NOT_UNIFIED, R_DENSE, R_NO_LINK, R_VRAM, R_CACHE_BUDGET, R_HOST = range(8)
+
+
+def refusal_reason(code: int, name: str, model_id: str, need: float = 0.0, cap: float = 0.0, unified: bool = False) -> str:
+    """The one-line reason a placement does not fit."""
+    if code == R_NO_GPU:
+        return f"{name} needs a GPU; this is a CPU-only machine (use cpu)"
+    if code == R_NOT_UNIFIED:
+        return "unified needs a unified-memory machine (use gpu)"
+    if code == R_DENSE:
+        return f"{name} needs routed experts; {model_id} is a dense model"
+    if code == R_NO_LINK:
+        return f"{name} needs a host link; on unified memory every expert is already GPU-resident"
+    if code == R_VRAM:
+        where = "GPU-usable unified memory" if unified else "VRAM"
+        return f"{name} needs {_gb(need)} of {where} but {_gb(cap)} is usable"
+    if code == R_CACHE_BUDGET:
+        return f"{name}: cache of {_gb(need)} does not fit, only {_gb(cap)} VRAM is left"
+    if code == R_HOST:
+        return f"{name} needs {_gb(need)} of host RAM for non-expert weights and KV but {_gb(cap)} is usable"
+    return ""
+
+
+def cache_note(slots: int, nbytes: float) -> str:
+    return f"VRAM expert cache: {slots} experts per layer ({_gb(nbytes)})"
+
+
+def nvme_note(ram_slots: int, n_experts: int, nvme_bytes: float) -> str:
+    return f"host RAM holds {ram_slots}/{n_experts} experts per offloaded layer; {_gb(nvme_bytes)} paged from NVMe (mmap)"
+
+
+def numa_note(sockets: int) -> str:
+    return f"routed experts duplicated on {sockets} NUMA nodes"
+
+
 def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: int, overhead_bytes: float) -> Placement:
     """Lay the model out for one (non-auto) strategy; refuse what does not fit.
 
@@ -261,13 +297,13 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
 
     # --- which strategies make sense on this machine / model
     if n_gpus == 0 and kind != "cpu":
-        return _refuse(name, f"{name} needs a GPU; this is a CPU-only machine (use cpu)", profile)
+        return _refuse(name, refusal_reason(R_NO_GPU, name, profile.model_id), profile)
     if kind == "unified" and not hier.unified:
-        return _refuse(name, "unified needs a unified-memory machine (use gpu)", profile)
+        return _refuse(name, refusal_reason(R_NOT_UNIFIED, name, profile.model_id), profile)
     if kind in ("cpu-moe", "n-cpu-moe", "expert-cache", "cpu-or-fetch", "ktransformers", "ep") and not profile.is_moe:
-        return _refuse(name, f"{name} needs routed experts; {profile.model_id} is a dense model", profile)
+        return _refuse(name, refusal_reason(R_DENSE, name, profile.model_id), profile)
     if kind in ("expert-cache", "cpu-or-fetch") and hier.unified:
-        return _refuse(name, f"{name} needs a host link; on unified memory every expert is already GPU-resident", profile)
+        return _refuse(name, refusal_reason(R_NO_LINK, name, profile.model_id), profile)
 
     # shared read-only arrays for the common layouts (placements are built for every sweep point)
     fixed_on_gpu = _const(L, True, np.bool_)
@@ -335,7 +371,7 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
         kv_host = kv_total - kv_gpu
     if kind == "ktransformers" and hier.numa_duplicates and hier.host_sockets > 1:
         host_experts *= hier.host_sockets
-        notes.append(f"routed experts duplicated on {hier.host_sockets} NUMA nodes")
+        notes.append(numa_note(hier.host_sockets))
     host_fixed += kv_host
 
     vram_total_needed = gpu_weights + kv_gpu + (overhead_bytes * gpus_used if gpus_used else 0.0)
@@ -344,18 +380,17 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     cache_bytes_used = 0.0
 
     if gpus_used and vram_total_needed > vram_capacity:
-        where = "VRAM" if not hier.unified else "GPU-usable unified memory"
-        return _refuse(name, f"{name} needs {_gb(vram_total_needed)} of {where} but {_gb(vram_capacity)} is usable", profile)
+        return _refuse(name, refusal_reason(R_VRAM, name, profile.model_id, vram_total_needed, vram_capacity, hier.unified), profile)
 
     if kind in ("expert-cache", "cpu-or-fetch"):
         leftover = vram_capacity - vram_total_needed
         budget = leftover if spec.cache_bytes is None else float(spec.cache_bytes)
         if budget > leftover + 1e-6:
-            return _refuse(name, f"{name}: cache of {_gb(budget)} does not fit, only {_gb(leftover)} VRAM is left", profile)
+            return _refuse(name, refusal_reason(R_CACHE_BUDGET, name, profile.model_id, budget, leftover), profile)
         per_slot = float(profile.expert_bytes.sum())  # one expert in every MoE layer
         cache_experts = int(min(E, max(0.0, budget) // per_slot)) if per_slot > 0 else 0
         cache_bytes_used = cache_experts * per_slot
-        notes.append(f"VRAM expert cache: {cache_experts} experts per layer ({_gb(cache_bytes_used)})")
+        notes.append(cache_note(cache_experts, cache_bytes_used))
 
     # host RAM (unified: what the CPU side holds comes out of the same pool)
     host_capacity = hier.host_capacity_bytes
@@ -364,16 +399,14 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     ram_experts = E
     nvme_bytes = 0.0
     if host_fixed > host_capacity:
-        return _refuse(name, f"{name} needs {_gb(host_fixed)} of host RAM for non-expert weights and KV but {_gb(host_capacity)} is usable", profile)
+        return _refuse(name, refusal_reason(R_HOST, name, profile.model_id, host_fixed, host_capacity), profile)
     if host_fixed + host_experts > host_capacity:
         # routed experts beyond RAM are paged from NVMe (mmap); the page cache keeps the hottest
         per_slot = host_experts / E
         ram_experts = int(max(0.0, host_capacity - host_fixed) // per_slot) if per_slot > 0 else 0
         ram_experts = min(ram_experts, E)
         nvme_bytes = host_experts - ram_experts * per_slot
-        notes.append(
-            f"host RAM holds {ram_experts}/{E} experts per offloaded layer; {_gb(nvme_bytes)} paged from NVMe (mmap)"
-        )
+        notes.append(nvme_note(ram_experts, E, nvme_bytes))
     bytes_by_tier = {
         "vram": int(round(vram_total_needed + cache_bytes_used)) if gpus_used else 0,
         "host": int(round(host_fixed + min(host_experts, max(0.0, host_capacity - host_fixed)))),

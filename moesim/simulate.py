@@ -89,7 +89,7 @@ def simulate_many(requests: list[SimRequest]) -> list[SimResult]:
     not fit come back as results with fits=False and the reason.
     """
     session = _SESSION
-    return [session.run(r) for r in requests]
+    return session.run_many(list(requests))
 
 
 # ----------------------------------------------------------------------------- shared state
@@ -166,6 +166,113 @@ class _Session:
             got = float(runtime_overhead_bytes(model, engine, context, batch))
             self.overheads[key] = got
         return got
+
+    # -- many points: one batch-kernel call per (model, quant, context, batch, trace) group ----
+    def run_many(self, requests: list) -> list:
+        from moesim.placement import parse_strategy
+
+        results: list = [None] * len(requests)
+        groups: dict = {}
+        for i, req in enumerate(requests):
+            _check_request(req)
+            spec = parse_strategy(req.strategy)
+            if spec.kind == "expert-cache" and (spec.policy != "lru" or spec.prefetch):
+                results[i] = self.run(req)  # other policies and prefetch replay the trace per point
+                continue
+            model = self.model(req.model)
+            engine = self.engine(req.engine)
+            hier, _ = self.machine(req, engine)
+            if spec.kind in ("tp", "ep"):
+                _check_parallel(spec, hier.gpu_count)
+            key = (model.id, req.quant, req.kv_type, engine.name, req.trace, req.seed, req.context, req.batch,
+                   req.prompt_tokens)
+            groups.setdefault(key, []).append((i, req, spec))
+        for members in groups.values():
+            self._run_group(members, results)
+        return results
+
+    def _run_group(self, members: list, results: list) -> None:
+        from moesim.kernels import timing_batch as kb
+
+        _, req0, _ = members[0]
+        model = self.model(req0.model)
+        engine = self.engine(req0.engine)
+        profile = self.profile(model, req0.quant, req0.kv_type, engine.mla_kv_layout)
+        routing = self.routing(model, req0.trace, req0.seed)
+        overhead = self.overhead(model, engine, req0.context, req0.batch)
+        context, batch = req0.context, req0.batch
+        machine_index: dict = {}
+        rows = []
+        hiers = []
+        n = len(members)
+        p_machine = np.empty(n, np.int64)
+        p_kind = np.empty(n, np.int64)
+        p_n = np.empty(n, np.int64)
+        p_cache = np.empty(n, np.float64)
+        for j, (_, req, spec) in enumerate(members):
+            mkey = (req.device, req.device_count, req.host, req.host_overrides)
+            mi = machine_index.get(mkey)
+            if mi is None:
+                hier, _ = self.machine(req, engine)
+                mi = machine_index[mkey] = len(rows)
+                rows.append(_machine_row(hier))
+                hiers.append(hier)
+            p_machine[j] = mi
+            p_kind[j] = _KIND_CODES[spec.kind]
+            p_n[j] = profile.n_layers if spec.kind == "cpu-moe" else spec.n
+            p_cache[j] = -1.0 if spec.cache_bytes is None else float(spec.cache_bytes)
+        machines = np.array(rows, dtype=np.float64).reshape(len(rows), kb.M_WIDTH)
+        L = profile.n_layers
+        M = len(profile.moe_layers)
+        kv_eff = np.where(profile.kv_window > 0, np.minimum(context, profile.kv_window), context)
+        kv_l = profile.kv_bytes_per_token_layer * kv_eff * batch
+        kv_total = profile.kv_bytes(context, batch)
+        per_layer = profile.layer_fixed_bytes.copy()
+        per_layer[profile.moe_layers] += profile.expert_bytes * profile.n_experts
+        per_layer += profile.kv_bytes_per_token_layer * kv_eff * batch
+        rev_cum = np.concatenate([[0.0], np.cumsum(per_layer[::-1])])
+        T = routing.n_steps
+        if M:
+            counts = routing.counts(batch)
+            bscale = routing.scale_batch(batch)
+            if bscale != 1.0:
+                counts = np.minimum(counts * bscale, float(profile.n_experts))
+            counts = np.ascontiguousarray(counts, dtype=np.float64)
+            needs = routing.lru_needs()
+            gpu_counts_needed = sorted({int(m[kb.M_NGPU]) for m in rows if m[kb.M_NGPU] > 1})
+        else:
+            counts = np.zeros((1, 0))
+            needs = np.zeros((T, 0, 1), np.int16)
+            gpu_counts_needed = []
+        ep_index = np.full(max([1] + gpu_counts_needed) + 1, -1, np.int64)
+        ep_rows = np.zeros((max(1, len(gpu_counts_needed)), T, M))
+        for e, g in enumerate(gpu_counts_needed):
+            ep_index[g] = e
+            ep_rows[e] = routing.ep_max_counts(g, batch)
+        out = np.empty((n, kb.O_WIDTH))
+        kb._evaluate_points(
+            p_machine, p_kind, p_n, p_cache, machines,
+            profile.layer_fixed_bytes, profile.layer_fixed_params, profile.layer_ffn_bytes, profile.layer_ffn_params,
+            profile.kv_bytes_per_token_layer, profile.kv_window, profile.attn_flops_per_ctx_token_layer,
+            profile.moe_layers, profile.expert_bytes, profile.expert_params,
+            float(profile.output_bytes), float(profile.output_params), float(profile.embedding_bytes),
+            int(profile.n_experts), int(profile.top_k), float(profile.layer_fixed_bytes_total), float(profile.routed_bytes),
+            kv_l, float(kv_total), float(profile.kv_bytes(context + (T - 1) / 2.0, batch)), rev_cum,
+            float(profile.hidden_size), float(profile.gpu_kernel_efficiency), float(overhead),
+            counts, batch == 1, needs, ep_rows, ep_index,
+            float(batch), float(context), T, int(req0.prompt_tokens), int(getattr(engine, "prefill_ubatch", 512) or 512),
+            bool(getattr(engine, "uploads_weights_for_prefill", False)), int(getattr(engine, "prefill_upload_min_batch", 32)),
+            out,
+        )
+        kv_bytes = int(round(kv_total))
+        file_name = f"{model.alias or model.id.split('/')[-1]}-{req0.quant}.gguf"
+        for j, (i, req, spec) in enumerate(members):
+            o = out[j]
+            hier = hiers[int(p_machine[j])]
+            if o[kb.O_FITS] < 0.5 and spec.kind == "auto":
+                results[i] = self.run(req)  # every candidate refused: the per-point path lists them all
+                continue
+            results[i] = _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes, file_name, self)
 
     # -- one point ----------------------------------------------------------------------
     def run(self, req: SimRequest) -> SimResult:
@@ -300,6 +407,138 @@ def clear_caches() -> None:
     """Forget every cached footprint, trace and machine (tests that swap catalogs use this)."""
     global _SESSION
     _SESSION = _Session()
+
+
+_KIND_CODES = {"auto": 0, "gpu": 1, "cpu": 2, "unified": 3, "ngl": 4, "cpu-moe": 5, "n-cpu-moe": 5, "expert-cache": 6,
+               "cpu-or-fetch": 7, "tp": 8, "ep": 9, "ktransformers": 10}
+_KIND_NAMES = {1: "gpu", 2: "cpu", 3: "unified", 4: "ngl", 5: "n-cpu-moe", 6: "expert-cache", 7: "cpu-or-fetch", 8: "tp",
+               9: "ep", 10: "ktransformers"}
+_BREAKDOWN_NAMES = ("attention_weights", "kv_cache", "dense_ffn", "experts_gpu", "experts_cpu", "expert_fetch_link",
+                    "nvme_page_in", "overlap_hidden", "output_head", "launch_overhead", "cpu_gpu_sync", "collectives",
+                    "token_overhead")
+_LINK_NAMES = ("vram", "host_ram", "pcie", "nvme", "interconnect")
+_PREFILL_NAMES = ("gpu_weights", "cpu_weights", "upload", "attention", "overhead", "output_head")
+
+
+def _check_parallel(spec, n_gpus: int) -> None:
+    """tp:N / ep:N must use every GPU of the machine (mirrors placement.place)."""
+    name = spec.name
+    if spec.n > max(n_gpus, 0) or n_gpus == 0:
+        raise MoesimError(f"strategy {name} needs {spec.n} GPUs but the machine has {n_gpus}")
+    if spec.n != n_gpus:
+        raise MoesimError(f"strategy {name} on {n_gpus} GPUs: use {spec.kind}:{n_gpus} (all devices of the machine)")
+
+
+def _machine_row(hier) -> list:
+    """One row of the batch kernel's machine table (column order of kernels.timing_batch.M_*)."""
+    return [
+        hier.gpu_count, 1.0 if hier.unified else 0.0, hier.gpu_capacity_bytes, hier.gpu_bandwidth_bps, hier.gpu_flops,
+        hier.host_capacity_bytes, hier.pool_capacity_bytes, hier.host_bandwidth_bps, hier.cpu_ops,
+        hier.link_bandwidth_bps, hier.link_pageable_bandwidth_bps, hier.link_latency_s, hier.interconnect_bandwidth_bps,
+        hier.collective_latency_s, hier.nvme_bandwidth_bps, hier.sync_latency_s, hier.launch_overhead_s,
+        hier.token_overhead_s, hier.gpu_layer_floor_s, 1.0 if hier.overlaps_cpu_gpu else 0.0,
+        1.0 if hier.numa_duplicates else 0.0, float(hier.host_sockets),
+    ]
+
+
+def _resolved_name(kind_code: int, n: int, spec) -> str:
+    """Strategy name of a batch-kernel row: the request's own name, or auto's choice."""
+    if spec.kind != "auto":
+        return spec.name
+    kind = _KIND_NAMES[kind_code]
+    if kind in ("ngl", "n-cpu-moe", "tp", "ep"):
+        return f"{kind}:{n}"
+    if kind == "expert-cache":
+        return "expert-cache:lru"
+    return kind
+
+
+def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int, file_name: str, session) -> SimResult:
+    """A SimResult from one row of the batch kernel (same fields and values as the per-point path)."""
+    from moesim.kernels import timing_batch as kb
+    from moesim.placement import cache_note, llama_cpp_command, numa_note, nvme_note, refusal_reason
+
+    o = o.tolist()  # plain floats: indexing a numpy row element by element is slower
+    kind_code = int(o[kb.O_KIND]) if math.isfinite(o[kb.O_KIND]) else 0
+    n_arg = int(o[kb.O_N]) if math.isfinite(o[kb.O_N]) else 0
+    if o[kb.O_FITS] < 0.5:
+        name = spec.name
+        reason = refusal_reason(int(o[kb.O_REASON]), name, profile.model_id, float(o[kb.O_NEED]), float(o[kb.O_CAP]),
+                                hier.unified)
+        return SimResult(
+            request=req, strategy=name, fits=False, reason=reason,
+            decode_tok_s=NAN, latency_mean_s=NAN, latency_p50_s=NAN, latency_p95_s=NAN, latency_p99_s=NAN,
+            prefill_tok_s=NAN, ttft_s=NAN, hit_rate=NAN,
+            weights_bytes=int(profile.weights_bytes), kv_cache_bytes=kv_bytes,
+            assumptions=dict(hier.assumptions), llama_cpp_command="", group=_group(hier, None, profile),
+        )
+    name = _resolved_name(kind_code, n_arg, spec)
+    n_gpus = int(o[kb.O_NG])
+    cache = int(o[kb.O_CACHE])
+    ram = int(o[kb.O_RAM])
+    kind = _KIND_NAMES[kind_code]
+    notes = []
+    if kind == "ktransformers" and hier.numa_duplicates and hier.host_sockets > 1:
+        notes.append(numa_note(hier.host_sockets))
+    if kind in ("expert-cache", "cpu-or-fetch"):
+        notes.append(cache_note(cache, cache * float(profile.expert_bytes.sum())))
+    reason = ""
+    if o[kb.O_T_NVME] > 0 or (ram < profile.n_experts and profile.is_moe):
+        note = nvme_note(ram, profile.n_experts, float(o[kb.O_T_NVME]))
+        notes.append(note)
+        reason = note
+    tiers = {"vram": int(round(o[kb.O_T_VRAM])), "host": int(round(o[kb.O_T_HOST])), "nvme": int(round(o[kb.O_T_NVME]))}
+    if n_gpus > 1:
+        tiers["vram_per_gpu"] = int(round(o[kb.O_T_VRAM] / n_gpus))
+    tok_s = float(o[kb.O_TOKS])
+    hit = float(o[kb.O_HIT])
+    prefill_s = float(o[kb.O_PREFILL])
+    prompt = req.prompt_tokens
+    prefill_tok_s = prompt / prefill_s if (prompt > 0 and prefill_s > 0) else NAN
+    first = float(o[kb.O_FIRST])
+    group = _group_from(hier, n_gpus, kind, n_arg, profile)
+    low, high = session.band(group, tok_s)
+    assumptions = dict(hier.assumptions)
+    assumptions.update(
+        hit_rate=None if math.isnan(hit) else round(hit, 4),
+        cache_experts_per_layer=cache if cache else None,
+        notes=notes,
+        trace=req.trace or "synthetic (model family preset)",
+        decode_steps=int(routing.n_steps),
+        prefill_breakdown_s=dict(zip(_PREFILL_NAMES, o[kb.O_P0:kb.O_P0 + 6])) if prompt > 0 else {},
+    )
+    candidates = {}
+    if spec.kind == "auto":
+        for c in range(kb.N_CAND):
+            cand_tok = o[kb.O_C0 + 3 * c + 2]
+            if math.isfinite(o[kb.O_C0 + 3 * c]) and math.isfinite(cand_tok):
+                candidates[_resolved_name(int(o[kb.O_C0 + 3 * c]), int(o[kb.O_C0 + 3 * c + 1]), spec)] = float(cand_tok)
+    return SimResult(
+        request=req, strategy=name, fits=True, reason=reason,
+        decode_tok_s=tok_s, latency_mean_s=float(o[kb.O_MEAN]),
+        latency_p50_s=float(o[kb.O_P50]), latency_p95_s=float(o[kb.O_P95]), latency_p99_s=float(o[kb.O_P99]),
+        prefill_tok_s=prefill_tok_s, ttft_s=(prefill_s + first) if prompt > 0 else first, hit_rate=hit,
+        weights_bytes=int(profile.weights_bytes), kv_cache_bytes=kv_bytes,
+        bytes_by_tier=tiers, bytes_per_token_by_link=dict(zip(_LINK_NAMES, o[kb.O_L0:kb.O_L0 + 5])),
+        time_breakdown_s=dict(zip(_BREAKDOWN_NAMES, o[kb.O_B0:kb.O_B0 + 13])), assumptions=assumptions,
+        decode_tok_s_low=low, decode_tok_s_high=high,
+        llama_cpp_command=llama_cpp_command(name, file_name, req.context, req.batch, n_gpus),
+        group=group, candidates=candidates,
+    )
+
+
+def _group_from(hier, n_gpus: int, kind: str, n: int, profile) -> str:
+    """`_group` for a batch-kernel row (same answer, from the strategy instead of the layout arrays)."""
+    if hier.gpu_count == 0 or n_gpus == 0:
+        return "cpu-only"
+    if hier.unified:
+        return "unified"
+    if hier.gpu_count > 1:
+        return "multi-gpu"
+    first_moe = int(profile.moe_layers[0]) if len(profile.moe_layers) else profile.n_layers
+    all_vram = (kind in ("gpu", "unified", "tp", "ep") or (kind == "ngl" and n > profile.n_layers)
+                or (kind == "n-cpu-moe" and n <= first_moe))
+    return "dense-in-vram" if all_vram else "moe-offload"
 
 
 def _group(hier, pl, profile) -> str:

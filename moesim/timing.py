@@ -97,6 +97,17 @@ class RoutingStats:
             )
         return self._curve
 
+    def lru_needs(self) -> np.ndarray:
+        """(T, M, k) int16: per look-up, the smallest per-layer LRU capacity (in experts) that hits,
+        clipped to n_experts + 1 (first use: no capacity below n_experts hits)."""
+        if self.n_moe == 0:
+            return np.zeros((self.n_steps, 0, 1), np.int16)
+        got = getattr(self, "_needs16", None)
+        if got is None:
+            got = np.ascontiguousarray(np.minimum(self._lru_curve().needs, self.n_experts + 1), dtype=np.int16)
+            self._needs16 = got
+        return got
+
     def misses(self, experts_per_layer: int, policy: str = "lru") -> np.ndarray:
         """(T, M) misses of sequence 0 with `experts_per_layer` cache slots in every MoE layer."""
         c = int(max(0, min(experts_per_layer, self.n_experts)))

@@ -1,0 +1,75 @@
+"""The batch kernel behind `simulate_many` equals the per-point path (placement + decode + prefill
+evaluated one strategy at a time in Python), which is the reference implementation."""
+
+import math
+import random
+
+import pytest
+
+from moesim import simulate as sim
+from moesim.errors import MoesimError
+from moesim.simulate import SimRequest, simulate_many
+
+MODELS = ("Qwen/Qwen3-30B-A3B", "allenai/OLMoE-1B-7B-0924", "openai/gpt-oss-20b", "meta-llama/Llama-3.1-8B",
+          "mistralai/Mixtral-8x7B-v0.1", "deepseek-ai/DeepSeek-V2-Lite")
+DEVICES = ("rtx-4090", "rtx-3060-12gb", "rtx-4060-ti-16gb", "a100-80gb-pcie", "m2-ultra-76c", "strix-halo-395",
+           "epyc-9b14", "2x-rtx-3090", "8x-h200", "dgx-spark")
+STRATEGIES = ("auto", "gpu", "cpu", "cpu-moe", "n-cpu-moe:10", "expert-cache:lru", "expert-cache:lru:1GB",
+              "cpu-or-fetch", "ngl:12", "ngl:999", "ktransformers", "unified")
+FIELDS = ("strategy", "fits", "reason", "decode_tok_s", "latency_mean_s", "latency_p50_s", "latency_p95_s",
+          "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate", "weights_bytes", "kv_cache_bytes", "bytes_by_tier",
+          "bytes_per_token_by_link", "time_breakdown_s", "group", "llama_cpp_command", "candidates",
+          "decode_tok_s_low", "decode_tok_s_high")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        if math.isnan(a) and math.isnan(b):
+            return True
+        return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def _requests(n, seed):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        out.append(SimRequest(model=rng.choice(MODELS), quant=rng.choice(("Q4_K_M", "Q8_0", "Q2_K")),
+                              device=rng.choice(DEVICES), strategy=rng.choice(STRATEGIES),
+                              context=rng.choice((0, 4096, 32768)), batch=rng.choice((1, 1, 4))))
+    return out
+
+
+def test_batch_equals_per_point_reference():
+    session = sim._SESSION
+    checked = 0
+    for req in _requests(150, seed=3):
+        try:
+            ref = session.run(req)
+        except MoesimError:
+            with pytest.raises(MoesimError):
+                simulate_many([req])
+            continue
+        got = simulate_many([req])[0]
+        for name in FIELDS:
+            assert _same(getattr(ref, name), getattr(got, name)), (req, name, getattr(ref, name), getattr(got, name))
+        checked += 1
+    assert checked > 100
+
+
+def test_batch_of_many_points_keeps_order_and_values():
+    reqs = [r for r in _requests(60, seed=5)]
+    ok = []
+    for r in reqs:
+        try:
+            sim._SESSION.run(r)
+            ok.append(r)
+        except MoesimError:
+            pass
+    together = simulate_many(ok)
+    one_by_one = [simulate_many([r])[0] for r in ok]
+    assert [r.request for r in together] == ok
+    for a, b in zip(together, one_by_one):
+        assert _same(a.decode_tok_s, b.decode_tok_s) and a.strategy == b.strategy and a.fits == b.fits
