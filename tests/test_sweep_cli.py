@@ -71,6 +71,12 @@ def test_rows_cover_every_point_once(reference):
     assert set(system.column("device_count").to_pylist()) == {2}
     assert meta["schema_version"] == 1 and meta["catalog_hashes"]
     assert meta["config"]["rubric"]["rubric_version"]
+    import pyarrow.dataset as ds
+
+    file_meta = json.loads(ds.dataset(reference, format="ipc").schema.metadata[b"moesim"])
+    assert file_meta["schema_version"] == 1 and file_meta["moesim_version"]
+    assert file_meta["catalog_hashes"] == meta["catalog_hashes"]
+    assert [t["slug"] for t in file_meta["config"]["targets"]] == ["rtx-4090", "2x-rtx-3090", "m2-max", "epyc-9004"]
 
 
 def test_rerun_skips_everything_and_force_recomputes(reference, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from operator import attrgetter
 
 import numpy as np
 import pyarrow as pa
@@ -83,10 +84,6 @@ def _simulate(requests: list) -> list:
     return results
 
 
-def _floats(values) -> np.ndarray:
-    return np.array([NAN if v is None else v for v in values], dtype=np.float64)
-
-
 def compute_cells(cells: list[Cell], rubric: Rubric, prompt_tokens: int = 512, seed: int = 0) -> pa.Table:
     """Simulate every strategy of every cell (one simulate_many call) into a sweep-schema table."""
     requests = []
@@ -135,35 +132,46 @@ def results_table(cells: list[Cell], results: list, rubric: Rubric) -> pa.Table:
     cols["vram_capacity_bytes"] = vram_cap
     cols["host_capacity_bytes"] = host_cap
 
+    scalars = ("decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "latency_mean_s", "latency_p50_s",
+               "latency_p95_s", "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate")
+    # one pass over the results per kind of field; None (a missing value) becomes NaN
+    floats = np.array([attrgetter(*scalars)(r) for r in results], dtype=np.float64).reshape(n, len(scalars))
+    for j, name in enumerate(scalars):
+        cols[name] = floats[:, j]
     cols["resolved_strategy"] = [r.strategy for r in results]
-    weights = np.array([r.weights_bytes for r in results], dtype=np.int64)
+    ints = np.array([(r.weights_bytes, r.kv_cache_bytes, r.fits) for r in results], dtype=np.int64).reshape(n, 3)
+    weights = ints[:, 0].copy()
     cols["weights_bytes"] = weights
-    cols["kv_cache_bytes"] = np.array([r.kv_cache_bytes for r in results], dtype=np.int64)
-    cols["bits_per_weight"] = np.divide(weights * 8.0, total_params, out=np.full(n, NAN), where=total_params > 0)
-    tiers = {}
-    for tier in TIERS:
-        tiers[tier] = np.array([int((r.bytes_by_tier or {}).get(tier, 0)) for r in results], dtype=np.int64)
-        cols[f"{tier}_bytes"] = tiers[tier]
-    fits = np.array([bool(r.fits) for r in results], dtype=bool)
+    cols["kv_cache_bytes"] = ints[:, 1].copy()
+    fits = ints[:, 2].astype(bool)
     cols["fits"] = fits
+    cols["bits_per_weight"] = np.divide(weights * 8.0, total_params, out=np.full(n, NAN), where=total_params > 0)
+    # tiers and links not reported by a point hold nothing / carry nothing
+    tier_bytes = np.array([tuple(map((r.bytes_by_tier or {}).get, TIERS, (0,) * len(TIERS))) for r in results],
+                          dtype=np.int64).reshape(n, len(TIERS))
+    tiers = {tier: tier_bytes[:, j].copy() for j, tier in enumerate(TIERS)}
+    for tier in TIERS:
+        cols[f"{tier}_bytes"] = tiers[tier]
     cols["reason"] = [r.reason or "" for r in results]
-    for name in ("decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "latency_mean_s", "latency_p50_s",
-                 "latency_p95_s", "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate"):
-        cols[name] = _floats([getattr(r, name) for r in results])
     tok_s, mean = cols["decode_tok_s"], cols["latency_mean_s"]
     # tok/s at a latency percentile, scaled from the mean so batched decode keeps its meaning
     for pct in ("p50", "p95"):
         lat = cols[f"latency_{pct}_s"]
         ok = (lat > 0) & (mean > 0) & np.isfinite(tok_s)
         cols[f"decode_tok_s_{pct}"] = np.divide(tok_s * mean, lat, out=np.full(n, NAN), where=ok)
-    for link in LINKS:
-        cols[f"bytes_per_token_{link}"] = _floats([(r.bytes_per_token_by_link or {}).get(link, 0.0) for r in results])
+    links = np.array([tuple(map((r.bytes_per_token_by_link or {}).get, LINKS, (0.0,) * len(LINKS))) for r in results],
+                     dtype=np.float64).reshape(n, len(LINKS))
+    for j, link in enumerate(LINKS):
+        cols[f"bytes_per_token_{link}"] = links[:, j]
+    # a point without a breakdown (it does not fit) spent no time in any component
+    times = np.array([tuple(map((r.time_breakdown_s or {}).get, TIME_COMPONENTS, (0.0,) * len(TIME_COMPONENTS)))
+                      for r in results], dtype=np.float64).reshape(n, len(TIME_COMPONENTS))
+    for j, name in enumerate(TIME_COMPONENTS):
+        cols[f"time_{name}_s"] = times[:, j]
     known = set(TIME_COMPONENTS)
-    for name in TIME_COMPONENTS:
-        cols[f"time_{name}_s"] = _floats([(r.time_breakdown_s or {}).get(name, 0.0) for r in results])
-    cols["time_other_s"] = _floats(
-        [sum(v for k, v in (r.time_breakdown_s or {}).items() if k not in known) for r in results]
-    )
+    cols["time_other_s"] = np.array(
+        [0.0 if not r.time_breakdown_s or r.time_breakdown_s.keys() <= known
+         else sum(v for k, v in r.time_breakdown_s.items() if k not in known) for r in results], dtype=np.float64)
     cols["llama_cpp_command"] = [r.llama_cpp_command or "" for r in results]
 
     vram_fill = np.divide(tiers["vram"], vram_cap, out=np.zeros(n), where=vram_cap > 0)

@@ -9,6 +9,7 @@ the same files an uninterrupted run writes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -262,8 +263,8 @@ def plan_chunks(cells, chunk_points: int, fmt: str) -> list[Chunk]:
 _WORKER: dict = {}
 
 
-def _init_worker(out: str, rubric: Rubric, prompt_tokens: int, seed: int, fmt: str) -> None:
-    _WORKER.update(out=Path(out), rubric=rubric, prompt_tokens=prompt_tokens, seed=seed, fmt=fmt)
+def _init_worker(out: str, rubric: Rubric, prompt_tokens: int, seed: int, fmt: str, file_meta: dict) -> None:
+    _WORKER.update(out=Path(out), rubric=rubric, prompt_tokens=prompt_tokens, seed=seed, fmt=fmt, file_meta=file_meta)
 
 
 def _run_chunk_at(index: int) -> int:
@@ -273,6 +274,7 @@ def _run_chunk_at(index: int) -> int:
 
 def _run_chunk(chunk: Chunk) -> int:
     table = compute_cells(list(chunk.cells), _WORKER["rubric"], _WORKER["prompt_tokens"], _WORKER["seed"])
+    table = table.replace_schema_metadata(_WORKER["file_meta"])
     write_chunk(partition_dir(_WORKER["out"], chunk.model) / chunk.name, table, _WORKER["fmt"])
     return chunk.n_points
 
@@ -361,7 +363,10 @@ def run_sweep(
     if progress:
         progress(done, total)
     todo.sort(key=lambda c: -c.cost)
-    init_args = (str(out), resolved.rubric, options.prompt_tokens, options.seed, options.fmt)
+    # every chunk carries this run's own metadata (not the merged coverage), so a chunk's bytes
+    # depend only on the inputs that made it
+    file_meta = {"moesim": json.dumps({**meta, "config": resolved.config}, sort_keys=True)}
+    init_args = (str(out), resolved.rubric, options.prompt_tokens, options.seed, options.fmt, file_meta)
     jobs = max(1, jobs or os.cpu_count() or 1)
     if jobs == 1 or len(todo) <= 1:
         _init_worker(*init_args)

@@ -1,7 +1,8 @@
 """On-disk layout of a sweep: a hive-partitioned Arrow IPC (Feather v2) or Parquet dataset.
 
     OUT/_sweep.json                       resolved configuration, schema version, catalog hashes
-    OUT/model=<alias>/part-<hash>.arrow   chunk files, one row per sweep point
+    OUT/model=<alias>/part-<hash>.arrow   chunk files, one row per sweep point; schema metadata key
+                                          "moesim" holds the same JSON for the run that wrote the chunk
 
 Chunk files are written to a dot-prefixed temp name in the same folder, fsynced and renamed
 into place (`os.replace`), so a killed sweep leaves only whole chunk files; readers
@@ -39,6 +40,7 @@ CELL_COLUMNS: tuple[str, ...] = tuple(c for c in KEY_COLUMNS if c != "strategy")
 TIME_COMPONENTS: tuple[str, ...] = (
     "attention_weights", "kv_cache", "dense_ffn", "experts_gpu", "experts_cpu", "expert_fetch_link",
     "nvme_page_in", "overlap_hidden", "output_head", "launch_overhead", "cpu_gpu_sync", "collectives",
+    "token_overhead",
 )
 LINKS: tuple[str, ...] = ("vram", "host_ram", "pcie", "nvme", "interconnect")
 TIERS: tuple[str, ...] = ("vram", "host", "nvme")
@@ -200,14 +202,13 @@ def open_sweep(out: str | Path) -> tuple[dict, pa.Table]:
     if meta is None:
         raise MoesimError(f"{out} is not a moesim sweep (no {META_FILE}); run `moesim sweep --out {out}` first")
     files = chunk_files(out)
-    tables = [read_table(path) for path in files]
+    tables = [read_table(path).replace_schema_metadata(None) for path in files]
     for path, table in zip(files, tables):
         if not table.schema.equals(SCHEMA, check_metadata=False):
             raise MoesimError(
                 f"sweep chunk {path} has a different schema (made by another moesim version?); rerun with --force"
             )
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    table = table.replace_schema_metadata(None)
     if table.num_rows:
         table = table.sort_by("point_key")
     return meta, table
