@@ -13,23 +13,7 @@ import numpy as np
 from moesim.kernels._jit import jit
 from moesim.kernels.timing import _decode_point, _prefill_point
 
-# strategy kinds (StrategySpec.kind)
-K_AUTO, K_GPU, K_CPU, K_UNIFIED, K_NGL, K_NCPUMOE, K_CACHE, K_FIDDLER, K_TP, K_EP, K_KTRANS = range(11)
-# refusal reasons
-R_OK, R_NO_GPU, R_NOT_UNIFIED, R_DENSE, R_NO_LINK, R_VRAM, R_CACHE_BUDGET, R_HOST = range(8)
-# machine table columns
-(M_NGPU, M_UNIFIED, M_GPU_CAP, M_GBW, M_GFLOPS, M_HOST_CAP, M_POOL_CAP, M_HBW, M_COPS, M_LINK, M_LINK_PAGEABLE,
- M_LINK_LAT, M_IC_BW, M_COLL_LAT, M_NVME, M_SYNC, M_LAUNCH, M_TOKEN, M_FLOOR, M_OVERLAP, M_NUMA_DUP, M_SOCKETS,
- M_WIDTH) = range(23)
-# output columns
-(O_FITS, O_REASON, O_KIND, O_N, O_NEED, O_CAP, O_CACHE, O_RAM, O_TOKS, O_MEAN, O_P50, O_P95, O_P99, O_HIT, O_PREFILL,
- O_FIRST, O_T_VRAM, O_T_HOST, O_T_NVME, O_T_VRAM_GPU, O_L0) = range(21)
-O_B0 = O_L0 + 5  # 13 breakdown components
-O_P0 = O_B0 + 13  # 6 prefill parts
-O_NG = O_P0 + 6  # GPUs used
-O_C0 = O_NG + 1  # up to 8 auto candidates: (kind, n, tok/s)
-N_CAND = 8
-O_WIDTH = O_C0 + 3 * N_CAND
+from moesim.kernels.batch_layout import *  # noqa: F401,F403  (column and code constants)
 GPU_HOME, CPU_HOME, CACHE_HOME, FIDDLER_HOME = 0, 1, 2, 3
 
 
@@ -52,6 +36,39 @@ def _misses_at(needs, capacity, n_experts, top_k, counts, scale_batch, out):
         for t in range(n_steps):
             for m in range(n_moe):
                 out[t, m] = counts[t, m] * out[t, m] / top_k
+
+
+@jit
+def _miss_tables(needs, expert_b, n_experts, out_bytes, out_count):
+    """Per capacity c (0..n_experts) and step t: LRU-missed expert bytes and miss count summed over
+    the MoE layers, from the per-look-up stack needs (clipped to n_experts + 1).  A look-up with need d
+    misses at every capacity c < d; a cache holding every expert never misses."""
+    n_steps, n_moe, k = needs.shape
+    top = n_experts + 1
+    for c in range(top + 1):
+        for t in range(n_steps):
+            out_bytes[c, t] = 0.0
+            out_count[c, t] = 0.0
+    for t in range(n_steps):
+        for m in range(n_moe):
+            b = expert_b[m]
+            for j in range(k):
+                d = min(int(needs[t, m, j]), top)
+                out_bytes[d, t] += b
+                out_count[d, t] += 1.0
+    # reverse cumulative: misses at c = look-ups with need > c
+    for t in range(n_steps):
+        acc_b = 0.0
+        acc_n = 0.0
+        for d in range(top, -1, -1):
+            hb = out_bytes[d, t]
+            hn = out_count[d, t]
+            out_bytes[d, t] = acc_b
+            out_count[d, t] = acc_n
+            acc_b += hb
+            acc_n += hn
+        out_bytes[n_experts, t] = 0.0
+        out_count[n_experts, t] = 0.0
 
 
 @jit
@@ -280,6 +297,7 @@ def _evaluate_points(
     per_layer_rev_cum,  # (L+1,) VRAM need of the last k blocks (for -ngl)
     hidden, gpu_kernel_eff, overhead,
     counts, uniform, needs,  # (R, M) distinct experts per step, counts has 1 row when uniform; needs (T, M, k)
+    miss_bytes, miss_count,  # (E+2, T) per capacity: missed expert bytes / misses summed over layers
     ep_rows, ep_index_of_n,  # (n_ep, T, M) busiest-GPU expert counts; index by GPU count (-1 = none)
     batch, context, n_steps, prompt, ubatch, uploads, min_upload,
     out,  # (N, O_WIDTH)
@@ -373,6 +391,8 @@ def _evaluate_points(
         for c in range(nc):
             kind = cand_kind[c]
             n = cand_n[c]
+            if best_tok >= 0 and kind0 == K_AUTO and not (kind == K_GPU or kind == K_UNIFIED or kind == K_TP or kind == K_EP):
+                break  # like llama.cpp --fit: everything in (V)RAM fits, so nothing is offloaded
             cache_bytes = point_cache_bytes[i] if kind0 != K_AUTO else -1.0
             _place_memory(kind, n, cache_bytes, mach, per_layer_rev_cum, fixed_total, fixed_b, moe_layers, expert_b,
                           n_experts, routed, output_b, embedding_b, kv_l, kv_total, overhead, is_moe, n_layers,
@@ -405,7 +425,24 @@ def _evaluate_points(
             ram = int(res[5])
             use_cache = res[17] > 0
             use_ram = res[16] > 0 and ram < n_experts
-            if is_moe:
+            # fast path: with one sequence, no CPU/GPU overlap and a cache (or page cache) in front of every
+            # MoE layer, misses only add link / NVMe time per step, which the per-capacity tables give
+            # without walking tokens x layers
+            all_host = True
+            all_cache = True
+            for m in range(M):
+                if home[m] == GPU_HOME:
+                    all_host = False
+                if home[m] != CACHE_HOME:
+                    all_cache = False
+            fast = (is_moe and uniform and parallel != 3 and mach[M_OVERLAP] == 0 and (use_cache or use_ram)
+                    and (not use_cache or all_cache) and (not use_ram or all_host))
+            if fast:
+                cnt = counts[:1]
+                gcnt = cnt
+                mis = zero_rows[:1]
+                rmis = zero_rows[:1]
+            elif is_moe:
                 mis = zero_full
                 rmis = zero_full
                 for want in range(2):
@@ -452,6 +489,34 @@ def _evaluate_points(
                           inv_gbw, inv_gbw_kv, inv_gfl, inv_hbw, inv_cops, mach[M_LINK_LAT], inv_link, 1.0 / mach[M_NVME],
                           mach[M_OVERLAP] > 0, False, cnt, gcnt, mis, rmis, float(top_k), float(batch), float(context),
                           step, parts, traffic)
+            if fast:
+                lat = mach[M_LINK_LAT]
+                inv_nvme = 1.0 / mach[M_NVME]
+                add_link = 0.0
+                add_nvme = 0.0
+                add_link_b = 0.0
+                add_nvme_b = 0.0
+                add_miss = 0.0
+                for t in range(n_steps):
+                    x = 0.0
+                    if use_cache:
+                        lk = miss_bytes[cache, t] * inv_link + miss_count[cache, t] * lat
+                        add_link += lk
+                        add_link_b += miss_bytes[cache, t]
+                        add_miss += miss_count[cache, t]
+                        x += lk
+                    if use_ram:
+                        nv = miss_bytes[ram, t] * inv_nvme
+                        add_nvme += nv
+                        add_nvme_b += miss_bytes[ram, t]
+                        x += nv
+                    step[t] += x
+                parts[6] += add_link / n_steps
+                parts[7] += add_nvme / n_steps
+                parts[9] += (add_link + add_nvme) / n_steps
+                traffic[0] += add_link_b / n_steps
+                traffic[1] += add_nvme_b / n_steps
+                traffic[5] -= add_miss / n_steps
             launch = (mach[M_LAUNCH] + mach[M_FLOOR]) * res[11] if gpus_used else 0.0
             sync = res[12] * mach[M_SYNC] if (gpus_used and not unified) else 0.0
             coll = 0.0

@@ -443,8 +443,9 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
 
 
 def auto_candidates(profile: ModelProfile, hier, context: int, batch: int, overhead_bytes: float) -> list[StrategySpec]:
-    """The strategies `auto` compares, like llama.cpp `--fit`: all-on-GPU first, then the
-    least offload that fits (fewest expert layers / most GPU layers), an expert cache and the CPU."""
+    """The strategies `auto` compares, like llama.cpp `--fit`: all-on-GPU first (with several GPUs:
+    layer split, tensor and expert parallel); only when none of those fits, the least offload that
+    fits (fewest expert layers / most GPU layers), an expert cache and the CPU."""
     if hier.gpu_count == 0:
         return [StrategySpec("cpu")]
     if hier.unified:

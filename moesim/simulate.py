@@ -16,10 +16,12 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from moesim.errors import MoesimError
+from moesim.kernels import batch_layout as kb
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class _Session:
         self.overheads: dict = {}
         self.evals: dict = {}
         self.prefills: dict = {}
+        self.tables: dict = {}
         self.bands = None
 
     # -- catalog lookups ----------------------------------------------------------------
@@ -169,13 +172,11 @@ class _Session:
 
     # -- many points: one batch-kernel call per (model, quant, context, batch, trace) group ----
     def run_many(self, requests: list) -> list:
-        from moesim.placement import parse_strategy
-
         results: list = [None] * len(requests)
         groups: dict = {}
         for i, req in enumerate(requests):
             _check_request(req)
-            spec = parse_strategy(req.strategy)
+            spec = _parse_strategy(req.strategy)
             if spec.kind == "expert-cache" and (spec.policy != "lru" or spec.prefetch):
                 results[i] = self.run(req)  # other policies and prefetch replay the trace per point
                 continue
@@ -192,7 +193,7 @@ class _Session:
         return results
 
     def _run_group(self, members: list, results: list) -> None:
-        from moesim.kernels import timing_batch as kb
+        from moesim.kernels import timing_batch
 
         _, req0, _ = members[0]
         model = self.model(req0.model)
@@ -249,8 +250,12 @@ class _Session:
         for e, g in enumerate(gpu_counts_needed):
             ep_index[g] = e
             ep_rows[e] = routing.ep_max_counts(g, batch)
+        if M:
+            miss_bytes, miss_count = self.miss_tables(model, profile, req0.trace, req0.seed, routing)
+        else:
+            miss_bytes = miss_count = np.zeros((1, T))
         out = np.empty((n, kb.O_WIDTH))
-        kb._evaluate_points(
+        timing_batch._evaluate_points(
             p_machine, p_kind, p_n, p_cache, machines,
             profile.layer_fixed_bytes, profile.layer_fixed_params, profile.layer_ffn_bytes, profile.layer_ffn_params,
             profile.kv_bytes_per_token_layer, profile.kv_window, profile.attn_flops_per_ctx_token_layer,
@@ -259,7 +264,7 @@ class _Session:
             int(profile.n_experts), int(profile.top_k), float(profile.layer_fixed_bytes_total), float(profile.routed_bytes),
             kv_l, float(kv_total), float(profile.kv_bytes(context + (T - 1) / 2.0, batch)), rev_cum,
             float(profile.hidden_size), float(profile.gpu_kernel_efficiency), float(overhead),
-            counts, batch == 1, needs, ep_rows, ep_index,
+            counts, batch == 1, needs, miss_bytes, miss_count, ep_rows, ep_index,
             float(batch), float(context), T, int(req0.prompt_tokens), int(getattr(engine, "prefill_ubatch", 512) or 512),
             bool(getattr(engine, "uploads_weights_for_prefill", False)), int(getattr(engine, "prefill_upload_min_batch", 32)),
             out,
@@ -273,6 +278,22 @@ class _Session:
                 results[i] = self.run(req)  # every candidate refused: the per-point path lists them all
                 continue
             results[i] = _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes, file_name, self)
+
+    def miss_tables(self, model, profile, trace, seed, routing):
+        """Per-capacity LRU miss bytes/counts per step for (model, quant, trace): one pass over the look-ups."""
+        from moesim.kernels.timing_batch import _miss_tables
+
+        key = (model.id, profile.quant, trace, seed)
+        got = self.tables.get(key)
+        if got is None:
+            E = profile.n_experts
+            miss_bytes = np.empty((E + 2, routing.n_steps))
+            miss_count = np.empty((E + 2, routing.n_steps))
+            _miss_tables(routing.lru_needs(), profile.expert_bytes, E, miss_bytes, miss_count)
+            if len(self.tables) > 64:
+                self.tables.clear()
+            got = self.tables[key] = (miss_bytes, miss_count)
+        return got
 
     # -- one point ----------------------------------------------------------------------
     def run(self, req: SimRequest) -> SimResult:
@@ -381,6 +402,8 @@ def choose_placement(spec, profile, hier, routing, context: int, batch: int, ove
     refused = []
     tried: dict[str, float] = {}
     for cand in candidates:
+        if best is not None and spec.kind == "auto" and cand.kind not in ("gpu", "unified", "tp", "ep"):
+            break  # like llama.cpp --fit: everything in (V)RAM fits, so nothing is offloaded
         key = (memo_key, cand.name) if memo is not None else None
         got = memo.get(key) if key is not None else None
         if got is None:
@@ -455,8 +478,7 @@ def _resolved_name(kind_code: int, n: int, spec) -> str:
 
 def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int, file_name: str, session) -> SimResult:
     """A SimResult from one row of the batch kernel (same fields and values as the per-point path)."""
-    from moesim.kernels import timing_batch as kb
-    from moesim.placement import cache_note, llama_cpp_command, numa_note, nvme_note, refusal_reason
+    from moesim.placement import cache_note, numa_note, nvme_note, refusal_reason
 
     o = o.tolist()  # plain floats: indexing a numpy row element by element is slower
     kind_code = int(o[kb.O_KIND]) if math.isfinite(o[kb.O_KIND]) else 0
@@ -498,15 +520,15 @@ def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int,
     first = float(o[kb.O_FIRST])
     group = _group_from(hier, n_gpus, kind, n_arg, profile)
     low, high = session.band(group, tok_s)
-    assumptions = dict(hier.assumptions)
-    assumptions.update(
-        hit_rate=None if math.isnan(hit) else round(hit, 4),
-        cache_experts_per_layer=cache if cache else None,
-        notes=notes,
-        trace=req.trace or "synthetic (model family preset)",
-        decode_steps=int(routing.n_steps),
-        prefill_breakdown_s=dict(zip(_PREFILL_NAMES, o[kb.O_P0:kb.O_P0 + 6])) if prompt > 0 else {},
-    )
+    assumptions = {
+        **hier.assumptions,
+        "hit_rate": None if hit != hit else round(hit, 4),
+        "cache_experts_per_layer": cache if cache else None,
+        "notes": notes,
+        "trace": req.trace or "synthetic (model family preset)",
+        "decode_steps": routing.n_steps,
+        "prefill_breakdown_s": dict(zip(_PREFILL_NAMES, o[kb.O_P0:kb.O_P0 + 6])) if prompt > 0 else {},
+    }
     candidates = {}
     if spec.kind == "auto":
         for c in range(kb.N_CAND):
@@ -522,9 +544,23 @@ def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int,
         bytes_by_tier=tiers, bytes_per_token_by_link=dict(zip(_LINK_NAMES, o[kb.O_L0:kb.O_L0 + 5])),
         time_breakdown_s=dict(zip(_BREAKDOWN_NAMES, o[kb.O_B0:kb.O_B0 + 13])), assumptions=assumptions,
         decode_tok_s_low=low, decode_tok_s_high=high,
-        llama_cpp_command=llama_cpp_command(name, file_name, req.context, req.batch, n_gpus),
+        llama_cpp_command=_llama_cpp_command(name, file_name, req.context, req.batch, n_gpus),
         group=group, candidates=candidates,
     )
+
+
+@lru_cache(maxsize=65536)
+def _llama_cpp_command(name: str, file_name: str, context: int, batch: int, n_gpus: int) -> str:
+    from moesim.placement import llama_cpp_command
+
+    return llama_cpp_command(name, file_name, context, batch, n_gpus)
+
+
+@lru_cache(maxsize=4096)
+def _parse_strategy(text: str):
+    from moesim.placement import parse_strategy
+
+    return parse_strategy(text)
 
 
 def _group_from(hier, n_gpus: int, kind: str, n: int, profile) -> str:
@@ -558,6 +594,10 @@ def _group(hier, pl, profile) -> str:
 
 
 def _check_request(req: SimRequest) -> None:
+    if (type(req.context) is int and type(req.batch) is int and type(req.prompt_tokens) is int
+            and type(req.device_count) is int and type(req.seed) is int and req.context >= 0 and req.batch >= 1
+            and req.prompt_tokens >= 0 and req.device_count >= 1 and req.seed >= 0):
+        return
     for name in ("context", "batch", "prompt_tokens", "device_count", "seed"):
         value = getattr(req, name)
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
