@@ -13,7 +13,7 @@ import numpy as np
 from moesim.kernels._jit import jit
 from moesim.kernels.timing import _decode_point, _prefill_point
 
-from moesim.kernels.batch_layout import *  # noqa: F401,F403  (column and code constants)
+from moesim.timing_layout import *  # noqa: F401,F403  (column and code constants)
 GPU_HOME, CPU_HOME, CACHE_HOME, FIDDLER_HOME = 0, 1, 2, 3
 
 

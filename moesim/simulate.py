@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from moesim.errors import MoesimError
-from moesim.kernels import batch_layout as kb
+from moesim import timing_layout as kb
 
 
 @dataclass(frozen=True, slots=True)
