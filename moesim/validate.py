@@ -80,6 +80,19 @@ def _float(text, default=None):
         raise MoesimError(f"not a number: {text!r}") from None
 
 
+GGUF_ENGINES = ("llama.cpp", "ik_llama.cpp")
+
+
+def _has_quant(name: str) -> bool:
+    from moesim.catalog.quants import get_quant
+
+    try:
+        get_quant(name)
+    except MoesimError:
+        return False
+    return True
+
+
 def request_for_row(row: dict):
     """The SimRequest that reproduces one measurement row's setup (MoesimError if it cannot)."""
     from moesim.simulate import SimRequest
@@ -105,12 +118,17 @@ def request_for_row(row: dict):
     engine = (row.get("engine") or "").strip() or "llama.cpp"
     if engine == "unknown":
         engine = "llama.cpp"  # the most common engine for the GGUF files these rows name
+    quant = row["quant"].strip()
+    if quant.upper() == "MXFP4" and engine in GGUF_ENGINES and _has_quant("MXFP4_MOE"):
+        # a GGUF run of an MXFP4 model uses llama.cpp's MXFP4_MOE file type (experts MXFP4, the rest Q8_0),
+        # not the release checkpoint's BF16 attention
+        quant = "MXFP4_MOE"
     if metric == "prefill_tok_s":
         prompt, ctx = (context or 512), 0
     else:
         prompt, ctx = 512, context
     return SimRequest(
-        model=row["model"].strip(), quant=row["quant"].strip(), device=row["device"].strip(),
+        model=row["model"].strip(), quant=quant, device=row["device"].strip(),
         device_count=count, host=host, host_overrides=tuple(overrides), strategy=strategy,
         context=ctx, batch=_int(row.get("batch"), 1) or 1, engine=engine, prompt_tokens=prompt,
     )
