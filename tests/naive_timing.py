@@ -163,3 +163,128 @@ def lru_misses_per_layer(experts: np.ndarray, capacity: int, warmup: int) -> np.
             if t >= warmup:
                 out[t - warmup, m] = miss
     return out
+
+
+def misses_at(needs, capacity, n_experts, top_k, counts, scale_batch):
+    """Reference of `kernels.timing_batch._misses_at`."""
+    T, M, k = needs.shape
+    out = np.zeros((T, M))
+    for t in range(T):
+        for m in range(M):
+            miss = 0 if capacity >= n_experts else sum(1 for j in range(k) if needs[t, m, j] > capacity)
+            out[t, m] = counts[t, m] * miss / top_k if scale_batch else miss
+    return out
+
+
+def miss_tables(needs, expert_b, n_experts):
+    """Reference of `kernels.timing_batch._miss_tables`: per capacity c, per step, missed bytes and count."""
+    T, M, k = needs.shape
+    nbytes = np.zeros((n_experts + 2, T))
+    count = np.zeros((n_experts + 2, T))
+    for c in range(n_experts + 2):
+        if c >= n_experts:
+            continue  # a cache of every expert never misses
+        for t in range(T):
+            for m in range(M):
+                for j in range(k):
+                    if needs[t, m, j] > c:
+                        nbytes[c, t] += expert_b[m]
+                        count[c, t] += 1
+    return nbytes, count
+
+
+def prefill_parts(fixed_b, fixed_p, moe_layers, expert_b, expert_p, home, fixed_on_gpu, kv_on_gpu, attn_flops,
+                  kv_window, output_b, output_p, output_on_gpu, n_experts, top_k, prompt, ubatch, context_start,
+                  uploads, min_upload, has_gpu, inv_gbw, inv_gfl, inv_hbw, inv_cops, inv_link_pageable,
+                  inv_link_pinned, launch_s_per_layer):
+    """Reference of `kernels.timing._prefill_point`: (gpu weights, cpu weights, upload, attention, overhead, head)."""
+    parts = [0.0] * 6
+    done = 0
+    while done < prompt:
+        nt = min(ubatch, prompt - done)
+        up = uploads and nt >= min_upload and has_gpu
+        for l in range(len(fixed_b)):
+            flops = 2.0 * fixed_p[l] * nt
+            if fixed_on_gpu[l]:
+                parts[0] += max(fixed_b[l] * inv_gbw, flops * inv_gfl)
+            elif up:
+                parts[2] += fixed_b[l] * inv_link_pageable
+                parts[1] += flops * inv_gfl
+            else:
+                parts[1] += max(fixed_b[l] * inv_hbw, flops * inv_cops)
+        if len(moe_layers):
+            distinct = n_experts * (1.0 - (1.0 - top_k / n_experts) ** nt)
+            for m in range(len(moe_layers)):
+                nbytes = distinct * expert_b[m]
+                flops = 2.0 * expert_p[m] * top_k * nt
+                if home[m] == 0:
+                    parts[0] += max(nbytes * inv_gbw, flops * inv_gfl)
+                elif up or (home[m] != 1 and has_gpu):
+                    parts[2] += nbytes * (inv_link_pageable if up else inv_link_pinned)
+                    parts[0] += flops * inv_gfl
+                else:
+                    parts[1] += max(nbytes * inv_hbw, flops * inv_cops)
+        ctx = context_start + done + nt / 2.0
+        for l in range(len(fixed_b)):
+            cached = ctx if (kv_window[l] == 0 or ctx < kv_window[l]) else kv_window[l]
+            parts[3] += attn_flops[l] * nt * cached * (inv_gfl if kv_on_gpu[l] else inv_cops)
+        parts[4] += launch_s_per_layer * len(fixed_b)
+        done += nt
+    if output_on_gpu:
+        parts[5] = max(output_b * inv_gbw, 2.0 * output_p * inv_gfl)
+    else:
+        parts[5] = max(output_b * inv_hbw, 2.0 * output_p * inv_cops)
+    return np.array(parts)
+
+
+def decode_steps(profile, pl, hier, counts, misses, ram_misses, context, batch):
+    """Reference of `moesim.timing.decode_timing`'s step times (single GPU or layer split, no EP/TP):
+    every step, every block, written out as plainly as possible."""
+    T = misses.shape[0]
+    has_gpu = pl.n_gpus > 0
+    inv_kv_gpu = 1.0 / hier.gpu_bandwidth_bps if has_gpu else float("inf")
+    inv_gbw = inv_kv_gpu / profile.gpu_kernel_efficiency
+    inv_gfl = 1.0 / hier.gpu_flops if has_gpu else 0.0
+    inv_hbw = 1.0 / hier.host_bandwidth_bps
+    inv_cops = 1.0 / hier.cpu_ops
+    moe_index = {int(l): m for m, l in enumerate(profile.moe_layers)}
+    steps = []
+    for t in range(T):
+        total = 0.0
+        for l in range(profile.n_layers):
+            on_gpu = bool(pl.fixed_on_gpu[l])
+            ibw, ifl = (inv_gbw, inv_gfl) if on_gpu else (inv_hbw, inv_cops)
+            attn_b = profile.layer_fixed_bytes[l] - profile.layer_ffn_bytes[l]
+            attn_p = profile.layer_fixed_params[l] - profile.layer_ffn_params[l]
+            total += max(attn_b * ibw, 2 * attn_p * batch * ifl)
+            ffn = max(profile.layer_ffn_bytes[l] * ibw, 2 * profile.layer_ffn_params[l] * batch * ifl)
+            w = profile.kv_window[l]
+            cached = context + t if (w == 0 or context + t < w) else w
+            total += profile.kv_bytes_per_token_layer[l] * batch * cached * (inv_kv_gpu if pl.kv_on_gpu[l] else inv_hbw)
+            m = moe_index.get(l)
+            if m is None:
+                total += ffn
+                continue
+            eb = profile.expert_bytes[m]
+            flops = 2.0 * profile.expert_params[m] * profile.top_k * batch
+            one, _, _ = expert_time_per_token(
+                np.array([[counts[t, m]]]), np.array([[counts[t, m]]]), np.array([[misses[t, m]]]),
+                np.array([[ram_misses[t, m]]]), np.array([pl.expert_home[m]]),
+                np.array([ffn if on_gpu else 0.0]), np.array([0.0 if on_gpu else ffn]), np.array([eb * inv_gbw]),
+                np.array([eb * inv_hbw]), np.array([eb / hier.link_bandwidth_bps + hier.link_latency_s
+                                                    if hier.link_bandwidth_bps else float("inf")]),
+                np.array([eb / hier.nvme_bandwidth_bps]), np.array([flops * inv_gfl]), np.array([flops * inv_cops]),
+                hier.overlaps_cpu_gpu, pl.prefetch, np.array([eb]))
+            total += one[0]
+        if pl.output_on_gpu:
+            total += max(profile.output_bytes * inv_gbw, 2 * profile.output_params * batch * inv_gfl)
+        else:
+            total += max(profile.output_bytes * inv_hbw, 2 * profile.output_params * batch * inv_cops)
+        if has_gpu:
+            total += (hier.launch_overhead_s + hier.gpu_layer_floor_s) * pl.gpu_kernel_layers
+            total += pl.handoffs * hier.sync_latency_s
+            if pl.n_gpus > 1:
+                total += (pl.n_gpus - 1) * (hier.collective_latency_s + profile.hidden_size * 2.0 * batch / hier.interconnect_bandwidth_bps)
+        total += hier.token_overhead_s
+        steps.append(total)
+    return np.array(steps)

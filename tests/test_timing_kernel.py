@@ -97,3 +97,60 @@ def test_expert_parallel_load_is_busiest_gpu():
     ex = np.array([[[0, 2]], [[0, 1]]], np.uint8)
     stats = RoutingStats(ex, n_experts=4)
     np.testing.assert_array_equal(stats.ep_max_counts(2, 1), [[2], [1]])
+
+
+def _needs(rng, T, M, k, E):
+    return rng.integers(1, E + 2, size=(T, M, k)).astype(np.int16)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), capacity=st.integers(0, 10), scale=st.booleans())
+def test_misses_at_matches_reference(seed, capacity, scale):
+    from moesim.kernels.timing_batch import _misses_at
+    from naive_timing import misses_at
+
+    rng = np.random.default_rng(seed)
+    needs = _needs(rng, 7, 3, 2, 8)
+    counts = rng.integers(1, 5, size=(7, 3)).astype(np.float64)
+    out = np.zeros((7, 3))
+    _misses_at(needs, capacity, 8, 2.0, counts, scale, out)
+    np.testing.assert_allclose(out, misses_at(needs, capacity, 8, 2.0, counts, scale))
+
+
+def test_miss_tables_match_reference_and_lru_curve():
+    from moesim.kernels.timing_batch import _miss_tables
+    from naive_timing import miss_tables
+
+    rng = np.random.default_rng(11)
+    needs = _needs(rng, 9, 4, 3, 10)
+    eb = rng.uniform(1e6, 2e6, size=4)
+    nbytes = np.empty((12, 9))
+    count = np.empty((12, 9))
+    _miss_tables(needs, eb, 10, nbytes, count)
+    ref_b, ref_n = miss_tables(needs, eb, 10)
+    np.testing.assert_allclose(nbytes, ref_b)
+    np.testing.assert_allclose(count, ref_n)
+    # the count table at capacity c equals summing the (T, M) misses of a real trace's curve
+    experts = _random_trace(rng, 50, 3, 10, 2)
+    stats = RoutingStats(experts, n_experts=10, warmup_tokens=10)
+    nb = np.empty((12, 40))
+    nc = np.empty((12, 40))
+    _miss_tables(stats.lru_needs(), np.ones(3), 10, nb, nc)
+    for c in range(11):
+        np.testing.assert_allclose(nc[c], stats.misses(c).sum(axis=1))
+
+
+@pytest.mark.parametrize("uploads", [False, True])
+def test_prefill_kernel_matches_reference(uploads):
+    from moesim.kernels.timing import _prefill_point
+    from naive_timing import prefill_parts
+
+    rng = np.random.default_rng(5)
+    L, M = 6, 4
+    args = (rng.uniform(1e7, 1e8, L), rng.uniform(1e7, 1e8, L), np.arange(2, 6, dtype=np.int64), rng.uniform(1e6, 1e7, M),
+            rng.uniform(1e6, 1e7, M), np.array([0, 1, 2, 3], np.int8), np.array([True, True, False, True, False, True]),
+            np.array([True, True, False, True, False, True]), np.full(L, 4096.0), np.array([0, 64, 0, 0, 128, 0], np.int64),
+            5e7, 1e8, True, 16.0, 2.0, 1300, 512, 100.0, uploads, 32, True, 1e-12, 1e-14, 1e-10, 1e-12, 5e-11, 4e-11, 2e-5)
+    out = np.zeros(6)
+    _prefill_point(*args, out)
+    np.testing.assert_allclose(out, prefill_parts(*args), rtol=1e-12)

@@ -176,3 +176,23 @@ def test_tensor_parallel_sums_bandwidth():
     split = _tok_s("gpu", toy_gpu_machine(vram_gb=12, n_gpus=2, ic_gbps=100), p)
     assert tp2 > one
     assert split <= one  # layer split: sequential, same per-GPU bandwidth, plus a hop
+
+
+@pytest.mark.parametrize("strategy", ["gpu", "cpu", "cpu-moe", "n-cpu-moe:4", "ngl:3", "expert-cache:lru", "cpu-or-fetch",
+                                      "ktransformers"])
+@pytest.mark.parametrize("overlap", [False, True])
+def test_decode_kernel_matches_plain_reference(strategy, overlap):
+    from naive_timing import decode_steps
+
+    p = toy_profile(n_experts=E, top_k=K, window=[0, 64, 0, 0, 128, 0, 0, 0])
+    vram = {"gpu": 8.0, "n-cpu-moe:4": 5.0, "ngl:3": 3.5}.get(strategy, 2.4)
+    h = toy_gpu_machine(vram_gb=vram, overlap=overlap, ram_gb=4.0)  # small RAM: CPU placements page from NVMe
+    pl = place(parse_strategy(strategy), p, h, 100, 1, OVERHEAD)
+    assert pl.fits
+    dec = decode_timing(p, pl, h, ROUTING, 100, 1)
+    counts = ROUTING.counts(1)
+    misses = ROUTING.misses(pl.cache_experts_per_layer) if pl.cache_home else np.zeros_like(counts)
+    ram = ROUTING.misses(pl.ram_experts_per_layer) if (pl.host_experts and pl.ram_experts_per_layer < E) else np.zeros_like(counts)
+    ref = decode_steps(p, pl, h, counts, misses, ram, 100, 1)
+    np.testing.assert_allclose(dec.step_s, ref, rtol=1e-12)
+    assert dec.mean_step_s == pytest.approx(ref.mean(), rel=1e-12)
