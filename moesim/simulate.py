@@ -83,6 +83,13 @@ def simulate(request: SimRequest) -> SimResult:
     return simulate_many([request])[0]
 
 
+def simulate_columns(requests: list[SimRequest]) -> dict:
+    """`simulate_many` as columns for large sweeps: numpy arrays (and lists of strings) keyed like the
+    SimResult fields (`decode_tok_s`, `fits`, `strategy`, ...), flattened dicts as `bytes_<tier>`,
+    `bytes_per_token_<link>` and `time_<component>_s`. Same values, no object per point."""
+    return _SESSION.run_columns(list(requests))
+
+
 def simulate_many(requests: list[SimRequest]) -> list[SimResult]:
     """Many points at once, sharing footprints, traces and miss-ratio curves between them.
 
@@ -173,6 +180,30 @@ class _Session:
     # -- many points: one batch-kernel call per (model, quant, context, batch, trace) group ----
     def run_many(self, requests: list) -> list:
         results: list = [None] * len(requests)
+        for batch_out in self._evaluate_batches(requests, results):
+            members, out, hiers, p_machine, profile, model, routing, kv_bytes, file_name = batch_out
+            for j, (i, req, spec) in enumerate(members):
+                o = out[j]
+                results[i] = _result_from_row(req, spec, o, hiers[int(p_machine[j])], profile, model, routing,
+                                              kv_bytes, file_name, self)
+        return results
+
+    def run_columns(self, requests: list) -> dict:
+        """Like run_many, but the results as columns (no SimResult object per point)."""
+        fallback: list = [None] * len(requests)
+        n = len(requests)
+        cols = _empty_columns(n)
+        for batch_out in self._evaluate_batches(requests, fallback):
+            members, out, hiers, p_machine, profile, model, routing, kv_bytes, file_name = batch_out
+            _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_name, self)
+        for i, res in enumerate(fallback):
+            if res is not None:
+                _fill_from_result(cols, i, res)
+        return cols
+
+    def _evaluate_batches(self, requests: list, results: list):
+        """Yield one batch-kernel output per group; points the batch path does not model (other cache
+        policies, prefetch, `auto` with nothing fitting) are written to `results` by the per-point path."""
         groups: dict = {}
         for i, req in enumerate(requests):
             _check_request(req)
@@ -189,10 +220,11 @@ class _Session:
                    req.prompt_tokens)
             groups.setdefault(key, []).append((i, req, spec))
         for members in groups.values():
-            self._run_group(members, results)
-        return results
+            got = self._run_group(members, results)
+            if got is not None:
+                yield got
 
-    def _run_group(self, members: list, results: list) -> None:
+    def _run_group(self, members: list, results: list):
         from moesim.kernels import timing_batch
 
         _, req0, _ = members[0]
@@ -271,13 +303,19 @@ class _Session:
         )
         kv_bytes = int(round(kv_total))
         file_name = f"{model.alias or model.id.split('/')[-1]}-{req0.quant}.gguf"
+        keep = []
         for j, (i, req, spec) in enumerate(members):
-            o = out[j]
-            hier = hiers[int(p_machine[j])]
-            if o[kb.O_FITS] < 0.5 and spec.kind == "auto":
+            if out[j, kb.O_FITS] < 0.5 and spec.kind == "auto":
                 results[i] = self.run(req)  # every candidate refused: the per-point path lists them all
-                continue
-            results[i] = _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes, file_name, self)
+            else:
+                keep.append(j)
+        if len(keep) < len(members):
+            members = [members[j] for j in keep]
+            out = out[keep]
+            p_machine = p_machine[keep]
+        if not members:
+            return None
+        return members, out, hiers, p_machine, profile, model, routing, kv_bytes, file_name
 
     def miss_tables(self, model, profile, trace, seed, routing):
         """Per-capacity LRU miss bytes/counts per step for (model, quant, trace): one pass over the look-ups."""
@@ -561,6 +599,92 @@ def _parse_strategy(text: str):
     from moesim.placement import parse_strategy
 
     return parse_strategy(text)
+
+
+COLUMN_FLOATS = ("decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "latency_mean_s", "latency_p50_s",
+                 "latency_p95_s", "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate")
+COLUMN_INTS = ("weights_bytes", "kv_cache_bytes")
+COLUMN_STRINGS = ("strategy", "reason", "group", "llama_cpp_command")
+TIER_NAMES = ("vram", "host", "nvme")
+
+
+def _empty_columns(n: int) -> dict:
+    cols: dict = {name: np.full(n, np.nan) for name in COLUMN_FLOATS}
+    cols.update({name: np.zeros(n, np.int64) for name in COLUMN_INTS})
+    cols.update({name: [""] * n for name in COLUMN_STRINGS})
+    cols["fits"] = np.zeros(n, bool)
+    for name in TIER_NAMES:
+        cols[f"bytes_{name}"] = np.zeros(n, np.int64)
+    for name in _LINK_NAMES:
+        cols[f"bytes_per_token_{name}"] = np.full(n, np.nan)
+    for name in _BREAKDOWN_NAMES:
+        cols[f"time_{name}_s"] = np.full(n, np.nan)
+    return cols
+
+
+def _fill_from_result(cols: dict, i: int, res) -> None:
+    for name in COLUMN_FLOATS + COLUMN_INTS + COLUMN_STRINGS + ("fits",):
+        cols[name][i] = getattr(res, name)
+    for name in TIER_NAMES:
+        cols[f"bytes_{name}"][i] = int(res.bytes_by_tier.get(name, 0))
+    for name in _LINK_NAMES:
+        cols[f"bytes_per_token_{name}"][i] = res.bytes_per_token_by_link.get(name, np.nan)
+    for name in _BREAKDOWN_NAMES:
+        cols[f"time_{name}_s"][i] = res.time_breakdown_s.get(name, np.nan)
+
+
+def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_name, session) -> None:
+    """Write one group's kernel rows into the columns, vectorised where the values are numbers."""
+    from moesim.placement import nvme_note, refusal_reason
+
+    idx = np.fromiter((i for i, _, _ in members), np.int64, len(members))
+    fits = out[:, kb.O_FITS] > 0.5
+    prompts = np.fromiter((req.prompt_tokens for _, req, _ in members), np.float64, len(members))
+    cols["fits"][idx] = fits
+    cols["weights_bytes"][idx] = int(profile.weights_bytes)
+    cols["kv_cache_bytes"][idx] = kv_bytes
+    nan = np.nan
+    tok = np.where(fits, out[:, kb.O_TOKS], nan)
+    cols["decode_tok_s"][idx] = tok
+    cols["latency_mean_s"][idx] = np.where(fits, out[:, kb.O_MEAN], nan)
+    cols["latency_p50_s"][idx] = np.where(fits, out[:, kb.O_P50], nan)
+    cols["latency_p95_s"][idx] = np.where(fits, out[:, kb.O_P95], nan)
+    cols["latency_p99_s"][idx] = np.where(fits, out[:, kb.O_P99], nan)
+    pre = out[:, kb.O_PREFILL]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["prefill_tok_s"][idx] = np.where(fits & (prompts > 0) & (pre > 0), prompts / pre, nan)
+    cols["ttft_s"][idx] = np.where(fits, np.where(prompts > 0, pre + out[:, kb.O_FIRST], out[:, kb.O_FIRST]), nan)
+    cols["hit_rate"][idx] = np.where(fits, out[:, kb.O_HIT], nan)
+    for p, name in enumerate(TIER_NAMES):
+        cols[f"bytes_{name}"][idx] = np.where(fits, np.rint(out[:, kb.O_T_VRAM + p]), 0).astype(np.int64)
+    for p, name in enumerate(_LINK_NAMES):
+        cols[f"bytes_per_token_{name}"][idx] = np.where(fits, out[:, kb.O_L0 + p], nan)
+    for p, name in enumerate(_BREAKDOWN_NAMES):
+        cols[f"time_{name}_s"][idx] = np.where(fits, out[:, kb.O_B0 + p], nan)
+    strategy, reason, group, command = cols["strategy"], cols["reason"], cols["group"], cols["llama_cpp_command"]
+    low, high = cols["decode_tok_s_low"], cols["decode_tok_s_high"]
+    rows = out.tolist()
+    for j, (i, req, spec) in enumerate(members):
+        o = rows[j]
+        hier = hiers[int(p_machine[j])]
+        kind_code = int(o[kb.O_KIND]) if o[kb.O_KIND] == o[kb.O_KIND] else 0
+        n_arg = int(o[kb.O_N]) if o[kb.O_N] == o[kb.O_N] else 0
+        if not fits[j]:
+            strategy[i] = spec.name
+            reason[i] = refusal_reason(int(o[kb.O_REASON]), spec.name, profile.model_id, o[kb.O_NEED], o[kb.O_CAP],
+                                       hier.unified)
+            group[i] = _group(hier, None, profile)
+            continue
+        name = _resolved_name(kind_code, n_arg, spec)
+        strategy[i] = name
+        n_gpus = int(o[kb.O_NG])
+        ram = int(o[kb.O_RAM])
+        if o[kb.O_T_NVME] > 0 or (ram < profile.n_experts and profile.is_moe):
+            reason[i] = nvme_note(ram, profile.n_experts, o[kb.O_T_NVME])
+        g = _group_from(hier, n_gpus, _KIND_NAMES[kind_code], n_arg, profile)
+        group[i] = g
+        low[i], high[i] = session.band(g, o[kb.O_TOKS])
+        command[i] = _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus)
 
 
 def _group_from(hier, n_gpus: int, kind: str, n: int, profile) -> str:

@@ -73,3 +73,27 @@ def test_batch_of_many_points_keeps_order_and_values():
     assert [r.request for r in together] == ok
     for a, b in zip(together, one_by_one):
         assert _same(a.decode_tok_s, b.decode_tok_s) and a.strategy == b.strategy and a.fits == b.fits
+
+
+def test_columns_equal_results():
+    from moesim.simulate import COLUMN_FLOATS, COLUMN_INTS, COLUMN_STRINGS, simulate_columns
+
+    reqs = []
+    for r in _requests(80, seed=9) + [SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-4090",
+                                                 strategy="expert-cache:lfu")]:
+        try:
+            simulate_many([r])
+            reqs.append(r)
+        except MoesimError:
+            pass
+    results = simulate_many(reqs)
+    cols = simulate_columns(reqs)
+    for i, res in enumerate(results):
+        for name in COLUMN_FLOATS + COLUMN_INTS + COLUMN_STRINGS + ("fits",):
+            assert _same(getattr(res, name), cols[name][i].item() if hasattr(cols[name][i], "item") else cols[name][i]), (name, i)
+        for tier in ("vram", "host", "nvme"):
+            assert cols[f"bytes_{tier}"][i] == res.bytes_by_tier.get(tier, 0)
+        for key, value in res.time_breakdown_s.items():
+            assert _same(float(cols[f"time_{key}_s"][i]), value)
+        for key, value in res.bytes_per_token_by_link.items():
+            assert _same(float(cols[f"bytes_per_token_{key}"][i]), value)
