@@ -388,10 +388,12 @@ def _evaluate_points(
         o[O_REASON] = -1.0
         best_tok = -1.0
         first_refusal = -1
+        vram_tier_fits = False
         for c in range(nc):
             kind = cand_kind[c]
             n = cand_n[c]
-            if best_tok >= 0 and kind0 == K_AUTO and not (kind == K_GPU or kind == K_UNIFIED or kind == K_TP or kind == K_EP):
+            in_vram_tier = kind == K_GPU or kind == K_UNIFIED or kind == K_TP or kind == K_EP
+            if vram_tier_fits and kind0 == K_AUTO and not in_vram_tier:
                 break  # like llama.cpp --fit: everything in (V)RAM fits, so nothing is offloaded
             cache_bytes = point_cache_bytes[i] if kind0 != K_AUTO else -1.0
             _place_memory(kind, n, cache_bytes, mach, per_layer_rev_cum, fixed_total, fixed_b, moe_layers, expert_b,
@@ -409,6 +411,8 @@ def _evaluate_points(
                     o[O_KIND] = kind
                     o[O_N] = n
                 continue
+            if in_vram_tier:
+                vram_tier_fits = True
             gpus_used = int(res[9])
             parallel = int(res[15])
             nsplit = max(1, gpus_used)

@@ -439,8 +439,10 @@ def choose_placement(spec, profile, hier, routing, context: int, batch: int, ove
     best = None
     refused = []
     tried: dict[str, float] = {}
+    all_in_vram_fits = False
     for cand in candidates:
-        if best is not None and spec.kind == "auto" and cand.kind not in ("gpu", "unified", "tp", "ep"):
+        in_vram_tier = cand.kind in ("gpu", "unified", "tp", "ep")
+        if all_in_vram_fits and spec.kind == "auto" and not in_vram_tier:
             break  # like llama.cpp --fit: everything in (V)RAM fits, so nothing is offloaded
         key = (memo_key, cand.name) if memo is not None else None
         got = memo.get(key) if key is not None else None
@@ -458,6 +460,7 @@ def choose_placement(spec, profile, hier, routing, context: int, batch: int, ove
         if dec is None:
             refused.append(pl)
             continue
+        all_in_vram_fits = all_in_vram_fits or in_vram_tier
         tried[pl.strategy] = tok_s
         if best is None or tok_s > best[2]:
             best = (pl, dec, tok_s)
