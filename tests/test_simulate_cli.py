@@ -140,3 +140,12 @@ def test_trace_locality_raises_hit_rate_and_speed(tmp_path):
 def test_every_result_carries_a_band():
     res = simulate(SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-4090"))
     assert res.decode_tok_s_low < res.decode_tok_s < res.decode_tok_s_high
+
+
+def test_auto_compares_every_offload_candidate_when_vram_is_too_small():
+    res = simulate(SimRequest(model="qwen3-235b-a22b", quant="Q3_K_M", device="rtx-4090",
+                              host_overrides=(("ram_gb", 128.0),)))
+    kinds = {name.split(":")[0] for name in res.candidates}
+    assert {"n-cpu-moe", "expert-cache", "ngl", "cpu"} <= kinds
+    small = simulate(SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-5090"))
+    assert small.strategy == "gpu" and list(small.candidates) == ["gpu"]
