@@ -129,10 +129,28 @@ class RoutingStats:
             self._miss[key] = got
         return got
 
-    def prefetch_misses(self, experts_per_layer: int) -> np.ndarray:
-        """Misses left after next-layer prefetch: approximated by a cache one prediction larger
-        per layer (the prefetcher brings in the next layer's likely experts ahead of use)."""
-        return self.misses(experts_per_layer + self.top_k)
+    def prefetch_replay(self, experts_per_layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """LRU cache with next-layer prefetch (co-occurrence predictor learned on the warm-up prefix,
+        `moesim.cache.replay`): (demand misses, expert copies over the link) per step and layer.
+        Prefetched copies are spread evenly over the layers of their step."""
+        c = int(max(0, min(experts_per_layer, self.n_experts)))
+        key = ("prefetch", c)
+        got = self._miss.get(key)
+        if got is None:
+            if c >= self.n_experts:
+                zeros = np.zeros((self.n_steps, self.n_moe))
+                got = (zeros, zeros)
+            else:
+                from moesim.cache import PrefetchSpec, replay
+
+                res = replay(self.experts[0], "lru", np.full(self.n_moe, c, np.int64), np.ones(self.n_moe, np.int64),
+                             scope="per-layer", warmup_tokens=self.warmup,
+                             prefetch=PrefetchSpec(predictor="cooccurrence"), n_experts=self.n_experts)
+                demand = res.misses.astype(np.float64)
+                copies = demand + (res.prefetch.prefetch_bytes.astype(np.float64) / max(self.n_moe, 1))[:, None]
+                got = (demand, copies)
+            self._miss[key] = got
+        return got
 
 
 def dense_routing(n_steps: int = 1) -> RoutingStats:
@@ -188,8 +206,13 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
         if bscale != 1.0:
             counts = np.minimum(counts * bscale, float(profile.n_experts))
         gpu_counts = routing.ep_max_counts(n, B) if pl.parallel == "ep" else counts
+        demand = None
         if pl.cache_home:
-            base = routing.prefetch_misses(pl.cache_experts_per_layer) if pl.prefetch else routing.misses(pl.cache_experts_per_layer, pl.policy)
+            if pl.prefetch:
+                # link time counts every copy (demand + prefetch); the hit rate only demand misses
+                demand, base = routing.prefetch_replay(pl.cache_experts_per_layer)
+            else:
+                base = routing.misses(pl.cache_experts_per_layer, pl.policy)
             misses = base * (counts / routing.top_k) if B > 1 else base
         else:
             misses = routing.zeros
@@ -206,6 +229,7 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
     else:
         counts = gpu_counts = misses = ram_misses = _EMPTY_ROWS
         top_k = 0
+        demand = None
     step_s = np.empty(T)
     parts = np.empty(10)
     traffic = np.empty(6)
@@ -219,6 +243,9 @@ def decode_timing(profile: ModelProfile, pl: Placement, hier, routing: RoutingSt
         float(top_k), float(B), float(context), step_s, parts, traffic,
     )
     hit_rate = float(traffic[5] / traffic[4]) if (has_gpu and M and traffic[4] > 0) else float("nan")
+    if M and demand is not None and traffic[4] > 0:
+        d = demand * (counts / routing.top_k) if B > 1 else demand
+        hit_rate = float(1.0 - d.sum() / (traffic[4] * T))  # traffic is per step
 
     # fixed costs per step: kernel launches, CPU<->GPU hand-offs, multi-GPU collectives
     launch_s = (hier.launch_overhead_s + hier.gpu_layer_floor_s) * pl.gpu_kernel_layers if pl.n_gpus else 0.0

@@ -149,3 +149,13 @@ def test_auto_compares_every_offload_candidate_when_vram_is_too_small():
     assert {"n-cpu-moe", "expert-cache", "ngl", "cpu"} <= kinds
     small = simulate(SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-5090"))
     assert small.strategy == "gpu" and list(small.candidates) == ["gpu"]
+
+
+def test_prefetch_uses_the_replay_and_counts_its_traffic():
+    plain, pre = simulate_many([SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-3060-12gb", strategy=s)
+                                for s in ("expert-cache:lru", "expert-cache:lru:prefetch")])
+    assert 0.0 <= pre.hit_rate <= 1.0
+    assert pre.hit_rate >= plain.hit_rate
+    # every prefetched copy crosses the link too, but it overlaps the layer's compute
+    assert pre.bytes_per_token_by_link["pcie"] >= plain.bytes_per_token_by_link["pcie"]
+    assert pre.time_breakdown_s["overlap_hidden"] < 0
