@@ -146,16 +146,18 @@ class _Session:
             self.profiles[key] = got
         return got
 
-    def routing(self, model, trace_path: str | None, seed: int):
-        from moesim.timing import RoutingStats, dense_routing
+    def routing(self, model, trace_path: str | None, seed: int, batch: int = 1):
+        from moesim.timing import dense_routing
 
-        key = (model.id, trace_path, seed)
+        # one synthetic sequence serves batch 1 (sequence 0 is the same whatever the count), more only for batches
+        n_seqs = 1 if (batch == 1 and trace_path is None) else TRACE_SEQS
+        key = (model.id, trace_path, seed, n_seqs)
         got = self.routings.get(key)
         if got is None:
             if not model.is_moe:
                 got = dense_routing(DECODE_STEPS)
             else:
-                got = load_routing(model, trace_path, seed)
+                got = load_routing(model, trace_path, seed, n_seqs)
             self.routings[key] = got
         return got
 
@@ -231,7 +233,7 @@ class _Session:
         model = self.model(req0.model)
         engine = self.engine(req0.engine)
         profile = self.profile(model, req0.quant, req0.kv_type, engine.mla_kv_layout)
-        routing = self.routing(model, req0.trace, req0.seed)
+        routing = self.routing(model, req0.trace, req0.seed, req0.batch)
         overhead = self.overhead(model, engine, req0.context, req0.batch)
         context, batch = req0.context, req0.batch
         machine_index: dict = {}
@@ -345,7 +347,7 @@ class _Session:
         profile = self.profile(model, req.quant, req.kv_type, engine.mla_kv_layout)
         hier, host = self.machine(req, engine)
         overhead = self.overhead(model, engine, req.context, req.batch)
-        routing = self.routing(model, req.trace, req.seed)
+        routing = self.routing(model, req.trace, req.seed, req.batch)
 
         memo_key = (model.id, req.quant, req.kv_type, engine.name, req.device, req.device_count, req.host,
                     req.host_overrides, req.trace, req.seed, req.context, req.batch)
@@ -837,7 +839,7 @@ def _attn_flops_per_ctx(model) -> float:
     return 4.0 * model.n_heads * model.head_dim
 
 
-def load_routing(model, trace_path: str | None, seed: int):
+def load_routing(model, trace_path: str | None, seed: int, n_seqs: int = TRACE_SEQS):
     """RoutingStats for a model: from a trace file, or the model family's synthetic preset."""
     from moesim.timing import RoutingStats
 
@@ -869,10 +871,10 @@ def load_routing(model, trace_path: str | None, seed: int):
         return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=warm)
     from moesim.trace.generate import generate_trace
 
-    trace = generate_trace(model, n_tokens=WARMUP_STEPS + DECODE_STEPS, n_seqs=TRACE_SEQS, seed=seed)
+    trace = generate_trace(model, n_tokens=WARMUP_STEPS + DECODE_STEPS, n_seqs=n_seqs, seed=seed)
     dec = trace.decode_only()
     per = WARMUP_STEPS + DECODE_STEPS
-    stacked = dec.experts.reshape(TRACE_SEQS, per, dec.n_moe_layers, dec.top_k)
+    stacked = dec.experts.reshape(n_seqs, per, dec.n_moe_layers, dec.top_k)
     return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=WARMUP_STEPS)
 
 
