@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from moesim.errors import MoesimError
 from moesim.sweep.grading import GRADE_RANK, Rubric, grade_arrays
-from moesim.sweep.points import Cell, cell_key_affixes, cell_point_values
+from moesim.sweep.points import Cell, cell_key_affixes
 from moesim.sweep.store import KEY_COLUMNS, LINKS, SCHEMA, TIERS, TIME_COMPONENTS
 
 NAN = float("nan")
@@ -65,100 +65,105 @@ def cell_requests(cell: Cell, prompt_tokens: int, seed: int) -> list:
     ]
 
 
-def _simulate(requests: list) -> list:
-    """simulate_many over all requests; a batch refused with MoesimError is retried point by
-    point so one impossible placement becomes a refused row instead of losing the chunk."""
-    from moesim.simulate import simulate_many
+def _simulate_columns(requests: list) -> tuple[dict, list[tuple[int, _Refused]]]:
+    """simulate_columns over all requests; a batch refused with MoesimError is retried point by
+    point so one impossible placement becomes a refused row instead of losing the chunk.
+    Returns (columns, [(index, _Refused), ...])."""
+    from moesim.simulate import simulate_columns
 
     try:
-        return list(simulate_many(requests))
+        return simulate_columns(requests), []
     except MoesimError:
         if len(requests) == 1:
             raise
-    results = []
-    for request in requests:
+    parts = []
+    refused = []
+    for i, request in enumerate(requests):
         try:
-            results.append(simulate_many([request])[0])
+            parts.append(simulate_columns([request]))
         except MoesimError as exc:
-            results.append(_Refused(request.strategy, exc))
-    return results
+            refused.append((i, _Refused(request.strategy, exc)))
+            parts.append(None)
+    template = next((p for p in parts if p is not None), None)
+    if template is None:
+        template = simulate_columns([])
+    cols = {}
+    for name, first in template.items():
+        values = [(p[name][0] if p is not None else None) for p in parts]
+        if isinstance(first, np.ndarray):
+            fill = 0 if first.dtype.kind in "iub" else NAN
+            cols[name] = np.array([fill if v is None else v for v in values], dtype=first.dtype)
+        else:
+            cols[name] = ["" if v is None else v for v in values]
+    return cols, refused
 
 
 def compute_cells(cells: list[Cell], rubric: Rubric, prompt_tokens: int = 512, seed: int = 0) -> pa.Table:
-    """Simulate every strategy of every cell (one simulate_many call) into a sweep-schema table."""
+    """Simulate every strategy of every cell (one simulate_columns call) into a sweep-schema table."""
     requests = []
     for cell in cells:
         requests.extend(cell_requests(cell, prompt_tokens, seed))
-    return results_table(cells, _simulate(requests), rubric)
+    sim, refused = _simulate_columns(requests)
+    n = len(requests)
+    fits = np.asarray(sim["fits"], dtype=bool)
+    cols = {name: np.asarray(sim[name], dtype=np.float64) for name in _SCALARS}
+    cols["resolved_strategy"] = sim["strategy"]
+    cols["weights_bytes"] = np.asarray(sim["weights_bytes"], dtype=np.int64)
+    cols["kv_cache_bytes"] = np.asarray(sim["kv_cache_bytes"], dtype=np.int64)
+    cols["fits"] = fits
+    for tier in TIERS:
+        cols[f"{tier}_bytes"] = np.asarray(sim[f"bytes_{tier}"], dtype=np.int64)
+    cols["reason"] = [r or "" for r in sim["reason"]]
+    # a point that does not fit has no link traffic and no time breakdown (0, as for a missing entry)
+    for link in LINKS:
+        cols[f"bytes_per_token_{link}"] = np.where(fits, sim[f"bytes_per_token_{link}"], 0.0)
+    for name in TIME_COMPONENTS:
+        cols[f"time_{name}_s"] = np.where(fits, sim[f"time_{name}_s"], 0.0)
+    # the timing model reports exactly the TIME_COMPONENTS, so nothing is left over
+    cols["time_other_s"] = np.zeros(n)
+    cols["llama_cpp_command"] = [c or "" for c in sim["llama_cpp_command"]]
+    for i, ref in refused:
+        _put_refused(cols, i, ref)
+    return columns_table(cells, cols, rubric, [i for i, _ in refused], [r.reason for _, r in refused])
+
+
+_SCALARS = ("decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "latency_mean_s", "latency_p50_s",
+            "latency_p95_s", "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate")
+
+
+def _put_refused(cols: dict, i: int, ref: _Refused) -> None:
+    for name in _SCALARS:
+        cols[name][i] = NAN
+    cols["resolved_strategy"][i] = ref.strategy
+    cols["reason"][i] = ref.reason
+    cols["llama_cpp_command"][i] = ""
+    cols["fits"][i] = False
+    for name in ("weights_bytes", "kv_cache_bytes", *(f"{t}_bytes" for t in TIERS)):
+        cols[name][i] = 0
+    for name in (*(f"bytes_per_token_{link}" for link in LINKS), *(f"time_{c}_s" for c in TIME_COMPONENTS),
+                 "time_other_s"):
+        cols[name][i] = 0.0
 
 
 def results_table(cells: list[Cell], results: list, rubric: Rubric) -> pa.Table:
-    """Rows for `results` (in cell order, one per strategy of each cell) in the sweep schema."""
+    """Rows for `results` (SimResults in cell order, one per strategy of each cell) in the sweep schema."""
     n = len(results)
-    cell_of = np.repeat(np.arange(len(cells)), [len(c.strategies) for c in cells])
-    if len(cell_of) != n:
-        raise ValueError(f"{n} results for {len(cell_of)} points")
-    strategies = [s for c in cells for s in c.strategies]
     cols: dict[str, object] = {}
-
-    def per_cell(getter, dtype=None):
-        values = [getter(c) for c in cells]
-        if dtype is None:
-            return [values[i] for i in cell_of.tolist()]
-        return np.asarray(values, dtype=dtype)[cell_of]
-
-    affixes = [cell_key_affixes(c) for c in cells]
-    keys = [affixes[ci][0] + s + affixes[ci][1] for ci, s in zip(cell_of.tolist(), strategies)]
-    cols["point_key"] = keys
-    cols["point_hash"] = [hashlib.sha1(k.encode()).hexdigest()[:8] for k in keys]
-    cell_values = [cell_point_values(c, "") for c in cells]
-    for name in KEY_COLUMNS:
-        if name == "strategy":
-            cols[name] = strategies
-            continue
-        values = [v[name] for v in cell_values]
-        if name in ("device_count", "context", "batch"):
-            cols[name] = np.asarray(values, dtype=np.int64)[cell_of]
-        else:
-            cols[name] = [values[i] for i in cell_of.tolist()]
-    cols["model_id"] = per_cell(lambda c: c.model_id)
-    cols["device_base"] = per_cell(lambda c: c.target.device_base)
-    cols["device_kind"] = per_cell(lambda c: c.target.kind)
-    total_params = per_cell(lambda c: c.total_params, np.int64)
-    cols["total_params"] = total_params
-    vram_cap = per_cell(lambda c: c.target.vram_capacity_bytes, np.int64)
-    host_cap = per_cell(lambda c: c.target.host_capacity_bytes, np.int64)
-    unified = per_cell(lambda c: c.target.kind == "unified", bool)
-    cols["vram_capacity_bytes"] = vram_cap
-    cols["host_capacity_bytes"] = host_cap
-
-    scalars = ("decode_tok_s", "decode_tok_s_low", "decode_tok_s_high", "latency_mean_s", "latency_p50_s",
-               "latency_p95_s", "latency_p99_s", "prefill_tok_s", "ttft_s", "hit_rate")
     # one pass over the results per kind of field; None (a missing value) becomes NaN
-    floats = np.array([attrgetter(*scalars)(r) for r in results], dtype=np.float64).reshape(n, len(scalars))
-    for j, name in enumerate(scalars):
+    floats = np.array([attrgetter(*_SCALARS)(r) for r in results], dtype=np.float64).reshape(n, len(_SCALARS))
+    for j, name in enumerate(_SCALARS):
         cols[name] = floats[:, j]
     cols["resolved_strategy"] = [r.strategy for r in results]
     ints = np.array([(r.weights_bytes, r.kv_cache_bytes, r.fits) for r in results], dtype=np.int64).reshape(n, 3)
-    weights = ints[:, 0].copy()
-    cols["weights_bytes"] = weights
+    cols["weights_bytes"] = ints[:, 0].copy()
     cols["kv_cache_bytes"] = ints[:, 1].copy()
-    fits = ints[:, 2].astype(bool)
-    cols["fits"] = fits
-    cols["bits_per_weight"] = np.divide(weights * 8.0, total_params, out=np.full(n, NAN), where=total_params > 0)
+    cols["fits"] = ints[:, 2].astype(bool)
     # tiers and links not reported by a point hold nothing / carry nothing
     tier_bytes = np.array([tuple(map((r.bytes_by_tier or {}).get, TIERS, (0,) * len(TIERS))) for r in results],
                           dtype=np.int64).reshape(n, len(TIERS))
-    tiers = {tier: tier_bytes[:, j].copy() for j, tier in enumerate(TIERS)}
-    for tier in TIERS:
-        cols[f"{tier}_bytes"] = tiers[tier]
+    for j, tier in enumerate(TIERS):
+        cols[f"{tier}_bytes"] = tier_bytes[:, j].copy()
     cols["reason"] = [r.reason or "" for r in results]
-    tok_s, mean = cols["decode_tok_s"], cols["latency_mean_s"]
-    # tok/s at a latency percentile, scaled from the mean so batched decode keeps its meaning
-    for pct in ("p50", "p95"):
-        lat = cols[f"latency_{pct}_s"]
-        ok = (lat > 0) & (mean > 0) & np.isfinite(tok_s)
-        cols[f"decode_tok_s_{pct}"] = np.divide(tok_s * mean, lat, out=np.full(n, NAN), where=ok)
     links = np.array([tuple(map((r.bytes_per_token_by_link or {}).get, LINKS, (0.0,) * len(LINKS))) for r in results],
                      dtype=np.float64).reshape(n, len(LINKS))
     for j, link in enumerate(LINKS):
@@ -173,23 +178,84 @@ def results_table(cells: list[Cell], results: list, rubric: Rubric) -> pa.Table:
         [0.0 if not r.time_breakdown_s or r.time_breakdown_s.keys() <= known
          else sum(v for k, v in r.time_breakdown_s.items() if k not in known) for r in results], dtype=np.float64)
     cols["llama_cpp_command"] = [r.llama_cpp_command or "" for r in results]
-
-    vram_fill = np.divide(tiers["vram"], vram_cap, out=np.zeros(n), where=vram_cap > 0)
-    # on unified memory the pool is counted once, as VRAM
-    host_fill = np.divide(tiers["host"], host_cap, out=np.zeros(n), where=(host_cap > 0) & ~unified)
-    grades, notes = grade_arrays(rubric, fits=fits, decode_tok_s=tok_s, weights_bytes=weights,
-                                 nvme_bytes=tiers["nvme"], bits_per_weight=cols["bits_per_weight"],
-                                 vram_fill=vram_fill, host_fill=host_fill)
     refused = [i for i, r in enumerate(results) if isinstance(r, _Refused)]
-    for i in refused:
-        grades[i], notes[i] = "F", results[i].reason
+    return columns_table(cells, cols, rubric, refused, [results[i].reason for i in refused])
+
+
+def columns_table(cells: list[Cell], cols: dict, rubric: Rubric, refused: list[int] | None = None,
+                  refused_reasons: list[str] | None = None) -> pa.Table:
+    """The sweep-schema table of `cells` from per-point result columns (in cell order, one per
+    strategy of each cell): the key, per-cell and derived columns, grades and is_best are added here.
+    `refused` points (simulate refused them outright) are graded F with their reason as the note."""
+    cols = dict(cols)
+    n = len(cols["fits"])
+    counts = np.fromiter((len(c.strategies) for c in cells), np.int64, len(cells))
+    cell_of = np.repeat(np.arange(len(cells)), counts)
+    if len(cell_of) != n:
+        raise ValueError(f"{n} results for {len(cell_of)} points")
+    take = pa.array(cell_of, type=pa.int64())
+    strategies = [s for c in cells for s in c.strategies]
+
+    def per_cell(values, arrow_type):
+        return pa.array(values, type=arrow_type).take(take)
+
+    affixes = [cell_key_affixes(c) for c in cells]
+    keys = [prefix + s + suffix for (prefix, suffix), c in zip(affixes, cells) for s in c.strategies]
+    cols["point_key"] = keys
+    sha1 = hashlib.sha1
+    cols["point_hash"] = [sha1(k.encode()).hexdigest()[:8] for k in keys]
+    cols["strategy"] = strategies
+    cols["model"] = per_cell([c.model for c in cells], pa.string())
+    cols["quant"] = per_cell([c.quant for c in cells], pa.string())
+    cols["device"] = per_cell([c.target.slug for c in cells], pa.string())
+    cols["device_count"] = per_cell([c.target.device_count for c in cells], pa.int32())
+    cols["host"] = per_cell([c.target.host for c in cells], pa.string())
+    cols["engine"] = per_cell([c.engine for c in cells], pa.string())
+    cols["context"] = per_cell([c.context for c in cells], pa.int64())
+    cols["batch"] = per_cell([c.batch for c in cells], pa.int32())
+    cols["trace"] = per_cell([c.trace_id for c in cells], pa.string())
+    cols["model_id"] = per_cell([c.model_id for c in cells], pa.string())
+    cols["device_base"] = per_cell([c.target.device_base for c in cells], pa.string())
+    cols["device_kind"] = per_cell([c.target.kind for c in cells], pa.string())
+    total_params = np.fromiter((c.total_params for c in cells), np.int64, len(cells))[cell_of]
+    vram_cap = np.fromiter((c.target.vram_capacity_bytes for c in cells), np.int64, len(cells))[cell_of]
+    host_cap = np.fromiter((c.target.host_capacity_bytes for c in cells), np.int64, len(cells))[cell_of]
+    unified = np.fromiter((c.target.kind == "unified" for c in cells), bool, len(cells))[cell_of]
+    cols["total_params"] = total_params
+    cols["vram_capacity_bytes"] = vram_cap
+    cols["host_capacity_bytes"] = host_cap
+
+    fits = np.asarray(cols["fits"], dtype=bool)
+    weights = np.asarray(cols["weights_bytes"], dtype=np.int64)
+    cols["bits_per_weight"] = np.divide(weights * 8.0, total_params, out=np.full(n, NAN), where=total_params > 0)
+    tok_s, mean = cols["decode_tok_s"], cols["latency_mean_s"]
+    # tok/s at a latency percentile, scaled from the mean so batched decode keeps its meaning
+    for pct in ("p50", "p95"):
+        lat = cols[f"latency_{pct}_s"]
+        ok = (lat > 0) & (mean > 0) & np.isfinite(tok_s)
+        cols[f"decode_tok_s_{pct}"] = np.divide(tok_s * mean, lat, out=np.full(n, NAN), where=ok)
+
+    vram_fill = np.divide(cols["vram_bytes"], vram_cap, out=np.zeros(n), where=vram_cap > 0)
+    # on unified memory the pool is counted once, as VRAM
+    host_fill = np.divide(cols["host_bytes"], host_cap, out=np.zeros(n), where=(host_cap > 0) & ~unified)
+    grades, notes = grade_arrays(rubric, fits=fits, decode_tok_s=tok_s, weights_bytes=weights,
+                                 nvme_bytes=cols["nvme_bytes"], bits_per_weight=cols["bits_per_weight"],
+                                 vram_fill=vram_fill, host_fill=host_fill)
+    for i, reason in zip(refused or (), refused_reasons or ()):
+        grades[i], notes[i] = "F", reason
     cols["grade"] = grades
     cols["grade_notes"] = notes
-    cols["rubric_version"] = [rubric.rubric_version] * n
-    cols["is_best"] = best_mask(cell_of, fits, np.array([GRADE_RANK[g] for g in grades]), tok_s,
+    cols["rubric_version"] = pa.array([rubric.rubric_version], pa.string()).take(pa.array(np.zeros(n, np.int64)))
+    rank = GRADE_RANK.__getitem__
+    cols["is_best"] = best_mask(cell_of, fits, np.fromiter(map(rank, grades), np.int64, n), tok_s,
                                 np.array([s != "auto" for s in strategies], dtype=bool))
-    return pa.table({name: pa.array(cols[name], type=SCHEMA.field(name).type) for name in SCHEMA.names},
-                    schema=SCHEMA)
+    return pa.table({name: _arrow(cols[name], SCHEMA.field(name).type) for name in SCHEMA.names}, schema=SCHEMA)
+
+
+def _arrow(values, arrow_type):
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values if values.type == arrow_type else values.cast(arrow_type)
+    return pa.array(values, type=arrow_type)
 
 
 def best_mask(cell_of: np.ndarray, fits: np.ndarray, grade_rank: np.ndarray, tok_s: np.ndarray,

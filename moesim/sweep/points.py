@@ -307,12 +307,20 @@ def cell_point_values(cell: Cell, strategy: str) -> dict:
     }
 
 
+_AFFIX_COLUMNS = ("model", "quant", "device", "device_count", "host", "strategy", "engine", "context", "batch", "trace")
+
+
 def cell_key_affixes(cell: Cell) -> tuple[str, str]:
     """Every point key of a cell is prefix + strategy + suffix (see store.point_key)."""
-    from moesim.sweep.store import point_key
+    from moesim.sweep.store import KEY_COLUMNS, point_key
 
-    prefix, suffix = point_key(cell_point_values(cell, "\0")).split("\0")
-    return prefix, suffix
+    if KEY_COLUMNS != _AFFIX_COLUMNS:  # the key layout changed: the generic (slower) path stays right
+        prefix, suffix = point_key(cell_point_values(cell, "\0")).split("\0")
+        return prefix, suffix
+    # written out because a sweep asks for ~10^5 of these: point_key's layout, without the dict
+    t = cell.target
+    return (f"model={cell.model}|quant={cell.quant}|device={t.slug}|device_count={t.device_count}|host={t.host}"
+            "|strategy=", f"|engine={cell.engine}|context={cell.context}|batch={cell.batch}|trace={cell.trace_id}")
 
 
 def cell_keys(cell: Cell) -> list[str]:
