@@ -10,9 +10,36 @@ per pool (node ``n_items + pool``), so linking and unlinking need no branches an
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 from moesim.kernels._jit import jit
+
+if numba.config.DISABLE_JIT:
+    # plain-Python twins so the kernels still run (and are covered) with NUMBA_DISABLE_JIT=1
+
+    def popcount(word):
+        """Set bits of a uint64."""
+        return bin(int(word)).count("1")
+
+    def trailing_zeros(word):
+        """Index of the lowest set bit of a non-zero uint64."""
+        word = int(word)
+        return (word & -word).bit_length() - 1
+
+else:
+    from numba.cpython.unsafe.numbers import trailing_zeros
+
+    @intrinsic
+    def popcount(typingctx, word):
+        """Set bits of a uint64 (one `popcnt` instruction)."""
+
+        def codegen(context, builder, signature, args):
+            return builder.ctpop(args[0])
+
+        return types.uint64(types.uint64), codegen
 
 NEVER = np.int64(2**62)  # "no next use" / "cold miss" marker that compares greater than any real value
 

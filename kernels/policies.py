@@ -21,10 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.kernels._jit import jit
-from moesim.kernels.core import item_sizes, link_after, new_lists, unlink
+from moesim.kernels.core import item_sizes, link_after, new_lists, trailing_zeros, unlink
 
 
 QUEUE_ENTRIES_PER_EXPERT = 16
+LRU_RING_PER_EXPERT = 4  # ring slots per expert of a pool: renumbering runs at most once per 3 x n_experts uses
 
 
 @jit
@@ -56,61 +57,112 @@ def _queue_compact(queue, where, start, head, tail):
 
 @jit
 def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """Least recently used, as a queue of uses with lazy deletion.
+    """Least recently used, as use times with a bitset of live times per pool.
 
-    Every use of a resident expert appends it to its pool's queue and records the entry's index in
-    ``where[expert]``; an entry is live only while it is its expert's latest, so the first live entry
-    from the head is the least recently used resident. A hit costs two stores and no pointer chasing
-    (a linked list serialises every look-up on the list head); compaction keeps the queue small."""
+    Every use gets the pool's next time; ``last[expert]`` is the expert's latest one. The residents are
+    exactly the experts whose latest use is at or after the pool's ``head`` (times before it are evicted),
+    so the hit test is one comparison and eviction never writes to the evicted expert. A bitset marks the
+    live times (each resident's latest use); the oldest resident is the first set bit at or after
+    ``head`` (trailing-zero count). The first eviction of a look-up is computed whether or not it is
+    needed and applied with arithmetic, not a branch: on this stream about half the look-ups miss, so
+    a hit/miss branch is mispredicted often and costs more than the spare work. Times live in a ring of
+    ``ring`` slots per pool; when the live window nears the ring's size (a cache that rarely evicts), the
+    live times are renumbered to the newest ones, keeping their order."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
-    starts = _queue_regions(pool_of_layer, n_pools, n_experts)
-    queue = np.empty(starts[n_pools], np.int32)
-    heads = starts[:n_pools].copy()
-    tails = starts[:n_pools].copy()
-    where = np.full(n_items, -1, np.int32)  # index of the expert's live queue entry, -1: not resident
+    items_in_pool = np.zeros(n_pools, np.int64)
+    for layer in range(n_layers):
+        items_in_pool[pool_of_layer[layer]] += n_experts
+    ring = 64
+    while ring < LRU_RING_PER_EXPERT * items_in_pool.max() or ring < 2 * top_k:
+        ring *= 2
+    slot_mask = ring - 1
+    ring_words = ring // 64
+    word_mask = ring_words - 1
+    live = np.zeros(n_pools * ring_words, np.uint64)
+    queue = np.zeros(n_pools * ring, np.int32)  # expert of each live time
+    renumbered = np.empty(items_in_pool.max(), np.int32)
+    last = np.full(n_items, -(1 << 30), np.int32)  # latest use; far below every head: never used
+    heads = np.zeros(n_pools, np.int64)
+    tails = np.zeros(n_pools, np.int64)
     used = np.zeros(n_pools, np.int64)
+    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    one = np.uint64(1)
     for t in range(n_tokens):
+        row = experts[t]
         for layer in range(n_layers):
             base = layer * n_experts
             size = item_bytes_by_layer[layer]
             pool = pool_of_layer[layer]
             capacity = pool_capacity[pool]
-            start = starts[pool]
-            end = starts[pool + 1]
+            words = pool * ring_words
+            slots = pool * ring
             # the pool's state lives in locals for the group so it stays in registers
             head = heads[pool]
             tail = tails[pool]
             in_use = used[pool]
             misses = 0
-            for k in range(top_k):
-                item = base + np.int64(experts[t, layer, k])
-                if where[item] < 0:
-                    misses += 1
-                    while in_use + size > capacity and in_use > 0:
-                        victim = queue[head]
-                        while where[victim] != head:
-                            head += 1
-                            victim = queue[head]
-                        head += 1
-                        where[victim] = -1
-                        in_use -= sizes[victim]
-                    if in_use + size > capacity:
-                        continue
-                    in_use += size
-                if tail == end:
-                    tail = _queue_compact(queue, where, start, head, tail)
-                    head = start
-                where[item] = tail
-                queue[tail] = item
-                tail += 1
+            if tail - head > ring - top_k:
+                n_live = 0
+                for time in range(head, tail):
+                    word = words + ((time >> 6) & word_mask)
+                    bit = one << np.uint64(time & 63)
+                    if live[word] & bit:
+                        renumbered[n_live] = queue[slots + (time & slot_mask)]
+                        n_live += 1
+                        live[word] &= ~bit
+                head = tail - n_live
+                for j in range(n_live):
+                    time = head + j
+                    queue[slots + (time & slot_mask)] = renumbered[j]
+                    last[renumbered[j]] = time
+                    live[words + ((time >> 6) & word_mask)] |= one << np.uint64(time & 63)
+            if size > capacity:
+                # never fits: every look-up misses and empties the pool (see the module docstring)
+                misses = top_k
+                for time in range(head, tail):
+                    live[words + ((time >> 6) & word_mask)] = np.uint64(0)
+                head = tail
+                in_use = 0
+            else:
+                for k in range(top_k):
+                    item = base + np.int64(row[layer, k])
+                    previous = np.int64(last[item])
+                    hit = previous >= head
+                    last[item] = tail
+                    queue[slots + (tail & slot_mask)] = item
+                    live[words + ((previous >> 6) & word_mask)] &= ~((one << np.uint64(previous & 63)) * np.uint64(hit))
+                    live[words + ((tail >> 6) & word_mask)] |= one << np.uint64(tail & 63)
+                    tail += 1
+                    miss = 1 - np.int64(hit)
+                    misses += miss
+                    in_use += miss * size
+                    oldest = _first_live(live, words, word_mask, head)
+                    evict = np.int64(in_use > capacity)
+                    live[words + ((oldest >> 6) & word_mask)] &= ~((one << np.uint64(oldest & 63)) * np.uint64(evict))
+                    head += evict * (oldest + 1 - head)
+                    in_use -= evict * sizes[queue[slots + (oldest & slot_mask)]]
+                    while in_use > capacity:  # mixed sizes: a big expert can need several evictions
+                        oldest = _first_live(live, words, word_mask, head)
+                        live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
+                        head = oldest + 1
+                        in_use -= sizes[queue[slots + (oldest & slot_mask)]]
             heads[pool] = head
             tails[pool] = tail
             used[pool] = in_use
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
+
+
+@jit
+def _first_live(live, words, word_mask, time):
+    """First live time at or after ``time`` (one exists: the look-up just recorded)."""
+    word = live[words + ((time >> 6) & word_mask)] >> np.uint64(time & 63)
+    while word == 0:
+        time = (time | 63) + 1
+        word = live[words + ((time >> 6) & word_mask)]
+    return time + np.int64(trailing_zeros(word))
 
 
 @jit
