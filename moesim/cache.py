@@ -440,7 +440,8 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     -------
     LruCurve
     """
-    from moesim.kernels.mrc import _lru_stack_needs
+    from moesim.kernels import mrc
+    from moesim.kernels.core import NEVER
 
     experts = _as_experts(experts)
     n_tokens, n_layers, top_k = experts.shape
@@ -452,5 +453,12 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
     n_pools = 1 if scope == "global" else n_layers
     needs = np.empty((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
-    _lru_stack_needs(experts, n_experts, layer_bytes, pool_of_layer, n_pools, warmup_tokens, needs)
+    if scope == "per-layer" or (layer_bytes == layer_bytes[0]).all():
+        # one expert size per pool: count distinct experts (cheaper), then scale to bytes
+        mrc._lru_stack_counts(experts, n_experts, pool_of_layer, n_pools, warmup_tokens, needs)
+        size_of_lookup = np.repeat(layer_bytes, top_k)
+        counted = needs.reshape(-1, n_layers * top_k)
+        np.multiply(counted, size_of_lookup, out=counted, where=counted != NEVER)
+    else:
+        mrc._lru_stack_needs(experts, n_experts, layer_bytes, pool_of_layer, n_pools, warmup_tokens, needs)
     return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs.reshape(n_tokens - warmup_tokens, n_layers, top_k))
