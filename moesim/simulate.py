@@ -866,7 +866,7 @@ def load_routing(model, trace_path: str | None, seed: int, n_seqs: int = TRACE_S
         if n_tok < 8:
             seqs = [max(seqs, key=len)]
             n_tok = len(seqs[0])
-        stacked = np.stack([s[:n_tok] for s in seqs])
+        stacked = np.stack([s[:n_tok] for s in seqs]).astype(np.uint16)
         warm = min(WARMUP_STEPS, n_tok // 3)
         return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=warm)
     from moesim.trace.generate import generate_trace
@@ -874,7 +874,8 @@ def load_routing(model, trace_path: str | None, seed: int, n_seqs: int = TRACE_S
     trace = generate_trace(model, n_tokens=WARMUP_STEPS + DECODE_STEPS, n_seqs=n_seqs, seed=seed)
     dec = trace.decode_only()
     per = WARMUP_STEPS + DECODE_STEPS
-    stacked = dec.experts.reshape(n_seqs, per, dec.n_moe_layers, dec.top_k)
+    # one id width for every model: the stack-distance kernels then compile once, not per width
+    stacked = dec.experts.reshape(n_seqs, per, dec.n_moe_layers, dec.top_k).astype(np.uint16)
     return RoutingStats(stacked, n_experts=model.n_routed_experts, warmup_tokens=WARMUP_STEPS)
 
 

@@ -259,6 +259,97 @@ def plan_chunks(cells, chunk_points: int, fmt: str) -> list[Chunk]:
     return chunks
 
 
+def _warm_timing_kernels(cells, prompt_tokens: int, seed: int) -> None:
+    """Compile (or load from the Numba cache) the batch timing kernel chain: one point of a dense
+    model, which needs no routing trace (the kernel's types are the same for every model)."""
+    from moesim.catalog.models import all_models
+    from moesim.catalog.quants import applicable_quants
+    from moesim.simulate import SimRequest, simulate_columns
+
+    cell = cells[0]
+    request = None
+    for model in all_models():
+        if not model.is_moe:
+            quants = applicable_quants(model)
+            if quants:
+                request = SimRequest(model=model.id, quant=quants[0].id, device=cell.target.slug,
+                                     device_count=cell.target.device_count, host=cell.target.host_arg, strategy="auto",
+                                     context=cell.context, batch=cell.batch, engine=cell.engine,
+                                     prompt_tokens=prompt_tokens, seed=seed)
+                break
+    try:
+        simulate_columns([request] if request is not None else [])
+    except MoesimError:
+        pass
+    if request is None:  # a catalog without dense models: one point of the sweep itself
+        from moesim.sweep.compute import cell_requests
+
+        try:
+            simulate_columns(cell_requests(cell, prompt_tokens, seed)[:1])
+        except MoesimError:
+            pass
+
+
+def _warm_routing_kernels(cells, seed: int) -> None:
+    """Compile (or load) the trace generation and LRU stack-distance kernels: one routing per expert
+    id width the sweep's models need (<= 256 experts: uint8 traces, more: uint16)."""
+    import numpy as np
+
+    from moesim.kernels.timing_batch import _miss_tables
+    from moesim.simulate import _SESSION
+
+    seen: set = set()
+    for cell in cells:
+        model = _SESSION.model(cell.model_id)
+        width = model.n_routed_experts > 256 if model.is_moe else None
+        if width is None or (width, cell.trace_path) in seen:
+            continue
+        seen.add((width, cell.trace_path))
+        try:
+            routing = _SESSION.routing(model, cell.trace_path, seed, cell.batch)
+            needs = routing.lru_needs()
+        except MoesimError:
+            continue
+        experts = routing.n_experts
+        rows = (experts + 2, routing.n_steps)
+        _miss_tables(needs, np.ones(needs.shape[1]), experts, np.empty(rows), np.empty(rows))
+
+
+def _kernels_cached() -> bool:
+    """Whether the Numba cache already holds the sweep's heaviest kernels (then loading them
+    takes well under a second and compiling in parallel would only add process start-ups)."""
+    try:
+        from moesim.kernels.mrc import _lru_stack_needs
+        from moesim.kernels.timing_batch import _evaluate_points
+        from moesim.kernels.trace_gen import generate_routing
+
+        return all(bool(k._cache._cache_file._load_index()) for k in (_evaluate_points, generate_routing,
+                                                                        _lru_stack_needs))
+    except Exception:  # numba internals moved: assume a cold cache (only costs a little time)
+        return False
+
+
+def warm_kernels(cells, prompt_tokens: int, seed: int, parallel: bool) -> None:
+    """Have every kernel the sweep calls compiled in this process before workers fork, so they
+    inherit it instead of each compiling its own copy. On a cold cache with `parallel`, the two
+    kernel families compile at the same time in two forked processes (each writes the Numba
+    cache), and this process then loads both from the cache."""
+    if not cells:
+        return
+    if parallel and not _kernels_cached():
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        procs = [context.Process(target=_warm_timing_kernels, args=(cells, prompt_tokens, seed)),
+                 context.Process(target=_warm_routing_kernels, args=(cells, seed))]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+    _warm_timing_kernels(cells, prompt_tokens, seed)
+    _warm_routing_kernels(cells, seed)
+
+
 # Worker state: set once per process by the pool initializer, so chunks ship only their cells.
 _WORKER: dict = {}
 
@@ -376,6 +467,8 @@ def run_sweep(
                 progress(done, total)
     elif todo:
         import multiprocessing
+
+        warm_kernels([c for chunk in todo for c in chunk.cells[:1]], options.prompt_tokens, options.seed, parallel=True)
 
         # fork: workers inherit imported modules, compiled kernels and the chunk list instead of
         # re-importing and unpickling ~10^5 cells.
