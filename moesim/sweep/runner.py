@@ -319,12 +319,10 @@ def _kernels_cached() -> bool:
     """Whether the Numba cache already holds the sweep's heaviest kernels (then loading them
     takes well under a second and compiling in parallel would only add process start-ups)."""
     try:
-        from moesim.kernels.mrc import _lru_stack_needs
         from moesim.kernels.timing_batch import _evaluate_points
         from moesim.kernels.trace_gen import generate_routing
 
-        return all(bool(k._cache._cache_file._load_index()) for k in (_evaluate_points, generate_routing,
-                                                                        _lru_stack_needs))
+        return all(bool(k._cache._cache_file._load_index()) for k in (_evaluate_points, generate_routing))
     except Exception:  # numba internals moved: assume a cold cache (only costs a little time)
         return False
 
