@@ -8,6 +8,7 @@ aux, misses_out)``
 - ``pool_of_layer``: int64 (n_layers,) pool of each layer; ``pool_capacity``: int64 (n_pools,) bytes.
 - ``warmup_tokens``: the first tokens warm the cache but are not counted.
 - ``aux``: int64 policy input (Belady: next-use of every look-up; static: 1 for pinned items; else empty).
+  `_replay_belady` takes one more argument, ``bypass`` (see there).
 - ``misses_out``: int32 (n_tokens - warmup_tokens, n_layers), written with the misses of each counted
   (token, layer).
 
@@ -374,23 +375,17 @@ def _far_sift_down(heap, heap_key, start, count, pos, heap_pos):
 
 
 @jit
-def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """Belady's MIN with bypass: ``aux`` holds each look-up's next use (``next_use_times``). On a miss,
-    residents used later than the new expert are evicted furthest-first until it fits; if it still does
-    not fit it bypasses the cache. With one expert size this is the optimal offline policy; with mixed
-    sizes it is the classic size-unaware heuristic (not optimal)."""
-    _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out, True)
+def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out,
+                   bypass):
+    """Belady's MIN: ``aux`` holds each look-up's next use (``next_use_times``); on a miss, residents
+    are evicted furthest-next-use first.
 
-
-@jit
-def _replay_belady_demand(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """Belady without bypass (demand paging, libCacheSim's `Belady`): every miss is inserted, evicting
-    the residents with the furthest next use. Optimal among policies that must insert every miss."""
-    _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out, False)
-
-
-@jit
-def _belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out, bypass):
+    - ``bypass=True`` (policy `belady`): only residents used later than the new expert are evicted; if
+      it still does not fit it bypasses the cache. With one expert size this is the optimal offline
+      policy; with mixed sizes it is the classic size-unaware heuristic (not optimal).
+    - ``bypass=False`` (policy `belady-demand`, libCacheSim's `Belady`): every miss is inserted; optimal
+      among policies that must insert every miss.
+    One kernel with a flag rather than two: each extra kernel costs a compile."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]

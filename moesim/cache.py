@@ -64,8 +64,15 @@ def _kernel(kind: PolicyKind):
         PolicyKind.STATIC: policies._replay_static,
         PolicyKind.BELADY: policies._replay_belady,
         PolicyKind.S3FIFO: policies._replay_s3fifo,
-        PolicyKind.BELADY_DEMAND: policies._replay_belady_demand,
+        PolicyKind.BELADY_DEMAND: policies._replay_belady,
     }[kind]
+
+
+def _extra_args(kind: PolicyKind) -> tuple:
+    """Arguments after the common ones (the two Belady variants share one kernel)."""
+    if kind in (PolicyKind.BELADY, PolicyKind.BELADY_DEMAND):
+        return (kind is PolicyKind.BELADY,)
+    return ()
 
 
 POLICIES: tuple[str, ...] = tuple(str(k) for k in PolicyKind)
@@ -266,7 +273,8 @@ def replay(
             aux = static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts, warmup_tokens)
         else:
             aux = np.zeros(0, np.int64)
-        _kernel(kind)(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, aux, misses)
+        _kernel(kind)(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, aux, misses,
+                      *_extra_args(kind))
     return _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result)
 
 
@@ -441,7 +449,6 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     LruCurve
     """
     from moesim.kernels import mrc
-    from moesim.kernels.core import NEVER
 
     experts = _as_experts(experts)
     n_tokens, n_layers, top_k = experts.shape
@@ -451,14 +458,14 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     if scope not in SCOPES:
         raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
     pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
-    n_pools = 1 if scope == "global" else n_layers
-    needs = np.empty((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
-    if scope == "per-layer" or (layer_bytes == layer_bytes[0]).all():
-        # one expert size per pool: count distinct experts (cheaper), then scale to bytes
-        mrc._lru_stack_counts(experts, n_experts, pool_of_layer, n_pools, warmup_tokens, needs)
-        size_of_lookup = np.repeat(layer_bytes, top_k)
-        counted = needs.reshape(-1, n_layers * top_k)
-        np.multiply(counted, size_of_lookup, out=counted, where=counted != NEVER)
+    needs = np.zeros((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
+    if scope == "per-layer":
+        # every pool's experts share one size: one pass
+        mrc._lru_stack_counts(experts, n_experts, pool_of_layer, layer_bytes, np.ones(n_layers, np.int64),
+                              warmup_tokens, needs)
     else:
-        mrc._lru_stack_needs(experts, n_experts, layer_bytes, pool_of_layer, n_pools, warmup_tokens, needs)
+        # bytes = sum over distinct expert sizes of size x distinct experts of that size: one pass each
+        for size in np.unique(layer_bytes):
+            mrc._lru_stack_counts(experts, n_experts, pool_of_layer, np.array([size], np.int64),
+                                  (layer_bytes == size).astype(np.int64), warmup_tokens, needs)
     return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs.reshape(n_tokens - warmup_tokens, n_layers, top_k))
