@@ -207,21 +207,36 @@ class _Session:
         """Yield one batch-kernel output per group; points the batch path does not model (other cache
         policies, prefetch, `auto` with nothing fitting) are written to `results` by the per-point path."""
         groups: dict = {}
+        prev = None
         for i, req in enumerate(requests):
-            _check_request(req)
+            # a sweep sends the strategies of one machine back to back: when only the strategy differs
+            # from the previous request, its checks, look-ups and group are the previous one's
+            if not (prev is not None and req.model == prev.model and req.quant == prev.quant
+                    and req.device == prev.device and req.device_count == prev.device_count
+                    and req.host == prev.host and req.host_overrides == prev.host_overrides
+                    and req.context == prev.context and req.batch == prev.batch and req.engine == prev.engine
+                    and req.prompt_tokens == prev.prompt_tokens and req.kv_type == prev.kv_type
+                    and req.trace == prev.trace and req.seed == prev.seed):
+                _check_request(req)
+                model = self.model(req.model)
+                engine = self.engine(req.engine)
+                hier, _ = self.machine(req, engine)
+                key = (model.id, req.quant, req.kv_type, engine.name, req.trace, req.seed, req.context, req.batch,
+                       req.prompt_tokens)
+                members = groups.get(key)
+                if members is None:
+                    members = groups[key] = []
+                prev = req
             spec = _parse_strategy(req.strategy)
             if spec.kind == "expert-cache" and (spec.policy != "lru" or spec.prefetch):
                 results[i] = self.run(req)  # other policies and prefetch replay the trace per point
                 continue
-            model = self.model(req.model)
-            engine = self.engine(req.engine)
-            hier, _ = self.machine(req, engine)
             if spec.kind in ("tp", "ep"):
                 _check_parallel(spec, hier.gpu_count)
-            key = (model.id, req.quant, req.kv_type, engine.name, req.trace, req.seed, req.context, req.batch,
-                   req.prompt_tokens)
-            groups.setdefault(key, []).append((i, req, spec))
+            members.append((i, req, spec))
         for members in groups.values():
+            if not members:  # every point of it went the per-point way
+                continue
             got = self._run_group(members, results)
             if got is not None:
                 yield got
@@ -244,18 +259,31 @@ class _Session:
         p_kind = np.empty(n, np.int64)
         p_n = np.empty(n, np.int64)
         p_cache = np.empty(n, np.float64)
-        for j, (_, req, spec) in enumerate(members):
-            mkey = (req.device, req.device_count, req.host, req.host_overrides)
-            mi = machine_index.get(mkey)
-            if mi is None:
-                hier, _ = self.machine(req, engine)
-                mi = machine_index[mkey] = len(rows)
-                rows.append(_machine_row(hier))
-                hiers.append(hier)
-            p_machine[j] = mi
-            p_kind[j] = _KIND_CODES[spec.kind]
-            p_n[j] = profile.n_layers if spec.kind == "cpu-moe" else spec.n
-            p_cache[j] = -1.0 if spec.cache_bytes is None else float(spec.cache_bytes)
+        prev = None
+        mi = -1
+        machine_of = []
+        kind_of = []
+        n_of = []
+        cache_of = []
+        for _, req, spec in members:
+            if not (prev is not None and req.device == prev.device and req.device_count == prev.device_count
+                    and req.host == prev.host and req.host_overrides == prev.host_overrides):
+                mkey = (req.device, req.device_count, req.host, req.host_overrides)
+                mi = machine_index.get(mkey)
+                if mi is None:
+                    hier, _ = self.machine(req, engine)
+                    mi = machine_index[mkey] = len(rows)
+                    rows.append(_machine_row(hier))
+                    hiers.append(hier)
+                prev = req
+            machine_of.append(mi)
+            kind_of.append(_KIND_CODES[spec.kind])
+            n_of.append(profile.n_layers if spec.kind == "cpu-moe" else spec.n)
+            cache_of.append(-1.0 if spec.cache_bytes is None else float(spec.cache_bytes))
+        p_machine[:] = machine_of
+        p_kind[:] = kind_of
+        p_n[:] = n_of
+        p_cache[:] = cache_of
         machines = np.array(rows, dtype=np.float64).reshape(len(rows), kb.M_WIDTH)
         L = profile.n_layers
         M = len(profile.moe_layers)
@@ -411,6 +439,17 @@ class _Session:
             llama_cpp_command=llama_cpp_command(pl.strategy, file_name, req.context, req.batch, pl.n_gpus),
             group=group, candidates=tried if spec.kind == "auto" else {},
         )
+
+    def band_factors(self, group: str) -> tuple[float, float] | None:
+        """(exp(low log ratio), exp(high log ratio)) of a calibration group; None without a band."""
+        if self.bands is None:
+            from moesim.validate import load_bands
+
+            self.bands = load_bands()
+        q = self.bands.get(group)
+        if not q:
+            return None
+        return math.exp(q["log_ratio_low"]), math.exp(q["log_ratio_high"])
 
     def band(self, group: str, tok_s: float) -> tuple[float, float]:
         if self.bands is None:
@@ -667,29 +706,58 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
     for p, name in enumerate(_BREAKDOWN_NAMES):
         cols[f"time_{name}_s"][idx] = np.where(fits, out[:, kb.O_B0 + p], nan)
     strategy, reason, group, command = cols["strategy"], cols["reason"], cols["group"], cols["llama_cpp_command"]
-    low, high = cols["decode_tok_s_low"], cols["decode_tok_s_high"]
-    rows = out.tolist()
+    # the strings of a row depend on a few small integers (machine, chosen kind, its argument, GPUs
+    # used) that repeat across the points of a group: build each distinct one once
+    fields = out[:, [kb.O_KIND, kb.O_N, kb.O_NG, kb.O_RAM, kb.O_T_NVME, kb.O_REASON, kb.O_NEED, kb.O_CAP]]
+    rows = fields.tolist()
+    machines = p_machine.tolist()
+    n_experts = profile.n_experts
+    moe = profile.is_moe
+    named: dict = {}
+    refusals: dict = {}
+    row_groups: dict = {}  # calibration group -> member positions (bands are per group)
     for j, (i, req, spec) in enumerate(members):
-        o = rows[j]
-        hier = hiers[int(p_machine[j])]
-        kind_code = int(o[kb.O_KIND]) if o[kb.O_KIND] == o[kb.O_KIND] else 0
-        n_arg = int(o[kb.O_N]) if o[kb.O_N] == o[kb.O_N] else 0
+        kind_f, n_f, ng_f, ram_f, nvme_f, code_f, need, cap = rows[j]
+        hier = hiers[machines[j]]
         if not fits[j]:
+            key = (int(code_f), spec.name, need, cap, hier.unified)
+            text = refusals.get(key)
+            if text is None:
+                text = refusals[key] = refusal_reason(key[0], spec.name, profile.model_id, need, cap, hier.unified)
             strategy[i] = spec.name
-            reason[i] = refusal_reason(int(o[kb.O_REASON]), spec.name, profile.model_id, o[kb.O_NEED], o[kb.O_CAP],
-                                       hier.unified)
+            reason[i] = text
             group[i] = _group(hier, None, profile)
             continue
-        name = _resolved_name(kind_code, n_arg, spec)
-        strategy[i] = name
-        n_gpus = int(o[kb.O_NG])
-        ram = int(o[kb.O_RAM])
-        if o[kb.O_T_NVME] > 0 or (ram < profile.n_experts and profile.is_moe):
-            reason[i] = nvme_note(ram, profile.n_experts, o[kb.O_T_NVME])
-        g = _group_from(hier, n_gpus, _KIND_NAMES[kind_code], n_arg, profile)
+        kind_code = int(kind_f) if kind_f == kind_f else 0
+        n_arg = int(n_f) if n_f == n_f else 0
+        n_gpus = int(ng_f)
+        key = (machines[j], kind_code, n_arg, n_gpus, spec.name, req.context, req.batch)
+        got = named.get(key)
+        if got is None:
+            name = _resolved_name(kind_code, n_arg, spec)
+            got = named[key] = (name, _group_from(hier, n_gpus, _KIND_NAMES[kind_code], n_arg, profile),
+                                _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus))
+        strategy[i], g, command[i] = got
         group[i] = g
-        low[i], high[i] = session.band(g, o[kb.O_TOKS])
-        command[i] = _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus)
+        ram = int(ram_f)
+        if nvme_f > 0 or (ram < n_experts and moe):
+            reason[i] = nvme_note(ram, n_experts, nvme_f)
+        positions = row_groups.get(g)
+        if positions is None:
+            positions = row_groups[g] = []
+        positions.append(j)
+    low, high = cols["decode_tok_s_low"], cols["decode_tok_s_high"]
+    toks = out[:, kb.O_TOKS]
+    for g, positions in row_groups.items():
+        factors = session.band_factors(g)
+        if factors is None:
+            continue
+        at = np.asarray(positions, dtype=np.int64)
+        tok = toks[at]
+        finite = np.isfinite(tok)
+        # same product as `band`: tok/s times the group's exp(log ratio)
+        low[idx[at]] = np.where(finite, tok * factors[0], np.nan)
+        high[idx[at]] = np.where(finite, tok * factors[1], np.nan)
 
 
 def _group_from(hier, n_gpus: int, kind: str, n: int, profile) -> str:
