@@ -261,6 +261,7 @@ class _Session:
         p_cache = np.empty(n, np.float64)
         prev = None
         mi = -1
+        spec_codes: dict = {}
         machine_of = []
         kind_of = []
         n_of = []
@@ -277,9 +278,14 @@ class _Session:
                     hiers.append(hier)
                 prev = req
             machine_of.append(mi)
-            kind_of.append(_KIND_CODES[spec.kind])
-            n_of.append(profile.n_layers if spec.kind == "cpu-moe" else spec.n)
-            cache_of.append(-1.0 if spec.cache_bytes is None else float(spec.cache_bytes))
+            codes = spec_codes.get(req.strategy)
+            if codes is None:
+                codes = spec_codes[req.strategy] = (
+                    _KIND_CODES[spec.kind], profile.n_layers if spec.kind == "cpu-moe" else spec.n,
+                    -1.0 if spec.cache_bytes is None else float(spec.cache_bytes))
+            kind_of.append(codes[0])
+            n_of.append(codes[1])
+            cache_of.append(codes[2])
         p_machine[:] = machine_of
         p_kind[:] = kind_of
         p_n[:] = n_of
@@ -711,29 +717,37 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
     fields = out[:, [kb.O_KIND, kb.O_N, kb.O_NG, kb.O_RAM, kb.O_T_NVME, kb.O_REASON, kb.O_NEED, kb.O_CAP]]
     rows = fields.tolist()
     machines = p_machine.tolist()
+    # _group_from reads only these two facts of a machine, so rows of different machines share strings
+    machine_class = [(h.gpu_count, h.unified) for h in hiers]
     n_experts = profile.n_experts
     moe = profile.is_moe
     named: dict = {}
+    spec_names: dict = {}
     refusals: dict = {}
     row_groups: dict = {}  # calibration group -> member positions (bands are per group)
     for j, (i, req, spec) in enumerate(members):
         kind_f, n_f, ng_f, ram_f, nvme_f, code_f, need, cap = rows[j]
-        hier = hiers[machines[j]]
+        m = machines[j]
+        spec_name = spec_names.get(req.strategy)
+        if spec_name is None:
+            spec_name = spec_names[req.strategy] = spec.name  # a property that formats: once per strategy
         if not fits[j]:
-            key = (int(code_f), spec.name, need, cap, hier.unified)
+            hier = hiers[m]
+            key = (int(code_f), spec_name, need, cap, hier.unified)
             text = refusals.get(key)
             if text is None:
-                text = refusals[key] = refusal_reason(key[0], spec.name, profile.model_id, need, cap, hier.unified)
-            strategy[i] = spec.name
+                text = refusals[key] = refusal_reason(key[0], spec_name, profile.model_id, need, cap, hier.unified)
+            strategy[i] = spec_name
             reason[i] = text
             group[i] = _group(hier, None, profile)
             continue
         kind_code = int(kind_f) if kind_f == kind_f else 0
         n_arg = int(n_f) if n_f == n_f else 0
         n_gpus = int(ng_f)
-        key = (machines[j], kind_code, n_arg, n_gpus, spec.name, req.context, req.batch)
+        key = (machine_class[m], kind_code, n_arg, n_gpus, spec_name, req.context, req.batch)
         got = named.get(key)
         if got is None:
+            hier = hiers[m]
             name = _resolved_name(kind_code, n_arg, spec)
             got = named[key] = (name, _group_from(hier, n_gpus, _KIND_NAMES[kind_code], n_arg, profile),
                                 _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus))
