@@ -83,11 +83,20 @@ def simulate(request: SimRequest) -> SimResult:
     return simulate_many([request])[0]
 
 
-def simulate_columns(requests: list[SimRequest]) -> dict:
+def simulate_columns(requests: list[SimRequest], strategies: list[tuple[str, ...]] | None = None) -> dict:
     """`simulate_many` as columns for large sweeps: numpy arrays (and lists of strings) keyed like the
     SimResult fields (`decode_tok_s`, `fits`, `strategy`, ...), flattened dicts as `bytes_<tier>`,
-    `bytes_per_token_<link>` and `time_<component>_s`. Same values, no object per point."""
-    return _SESSION.run_columns(list(requests))
+    `bytes_per_token_<link>` and `time_<component>_s`. Same values, no object per point.
+
+    With `strategies` (one tuple per request), request r stands for one point per name in
+    strategies[r] (its own `strategy` is ignored): the same columns as the expanded list of
+    requests, in that order, without building a request per point."""
+    requests = list(requests)
+    if strategies is not None:
+        strategies = [tuple(names) for names in strategies]
+        if len(strategies) != len(requests):
+            raise ValueError(f"{len(strategies)} strategy lists for {len(requests)} requests")
+    return _SESSION.run_columns(requests, strategies)
 
 
 def simulate_many(requests: list[SimRequest]) -> list[SimResult]:
@@ -190,12 +199,12 @@ class _Session:
                                               kv_bytes, file_name, self)
         return results
 
-    def run_columns(self, requests: list) -> dict:
+    def run_columns(self, requests: list, strategies: list | None = None) -> dict:
         """Like run_many, but the results as columns (no SimResult object per point)."""
-        fallback: list = [None] * len(requests)
-        n = len(requests)
+        n = len(requests) if strategies is None else sum(len(names) for names in strategies)
+        fallback: list = [None] * n
         cols = _empty_columns(n)
-        for batch_out in self._evaluate_batches(requests, fallback):
+        for batch_out in self._evaluate_batches(requests, fallback, strategies):
             members, out, hiers, p_machine, profile, model, routing, kv_bytes, file_name = batch_out
             _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_name, self)
         for i, res in enumerate(fallback):
@@ -203,15 +212,17 @@ class _Session:
                 _fill_from_result(cols, i, res)
         return cols
 
-    def _evaluate_batches(self, requests: list, results: list):
+    def _evaluate_batches(self, requests: list, results: list, strategies: list | None = None):
         """Yield one batch-kernel output per group; points the batch path does not model (other cache
-        policies, prefetch, `auto` with nothing fitting) are written to `results` by the per-point path."""
+        policies, prefetch, `auto` with nothing fitting) are written to `results` by the per-point path.
+        With `strategies`, each request stands for one point per strategy name (see simulate_columns);
+        the members then carry that shared request and the point's parsed strategy."""
         groups: dict = {}
         prev = None
-        for i, req in enumerate(requests):
+        for i, (req, name) in enumerate(_points(requests, strategies)):
             # a sweep sends the strategies of one machine back to back: when only the strategy differs
             # from the previous request, its checks, look-ups and group are the previous one's
-            if not (prev is not None and req.model == prev.model and req.quant == prev.quant
+            if not (req is prev) and not (prev is not None and req.model == prev.model and req.quant == prev.quant
                     and req.device == prev.device and req.device_count == prev.device_count
                     and req.host == prev.host and req.host_overrides == prev.host_overrides
                     and req.context == prev.context and req.batch == prev.batch and req.engine == prev.engine
@@ -227,9 +238,10 @@ class _Session:
                 if members is None:
                     members = groups[key] = []
                 prev = req
-            spec = _parse_strategy(req.strategy)
+            spec = _parse_strategy(name)
             if spec.kind == "expert-cache" and (spec.policy != "lru" or spec.prefetch):
-                results[i] = self.run(req)  # other policies and prefetch replay the trace per point
+                # other policies and prefetch replay the trace per point
+                results[i] = self.run(req if req.strategy == name else dataclasses.replace(req, strategy=name))
                 continue
             if spec.kind in ("tp", "ep"):
                 _check_parallel(spec, hier.gpu_count)
@@ -278,9 +290,9 @@ class _Session:
                     hiers.append(hier)
                 prev = req
             machine_of.append(mi)
-            codes = spec_codes.get(req.strategy)
+            codes = spec_codes.get(id(spec))  # parsed specs are cached, one object per strategy name
             if codes is None:
-                codes = spec_codes[req.strategy] = (
+                codes = spec_codes[id(spec)] = (
                     _KIND_CODES[spec.kind], profile.n_layers if spec.kind == "cpu-moe" else spec.n,
                     -1.0 if spec.cache_bytes is None else float(spec.cache_bytes))
             kind_of.append(codes[0])
@@ -342,7 +354,10 @@ class _Session:
         keep = []
         for j, (i, req, spec) in enumerate(members):
             if out[j, kb.O_FITS] < 0.5 and spec.kind == "auto":
-                results[i] = self.run(req)  # every candidate refused: the per-point path lists them all
+                # every candidate refused: the per-point path lists them all
+                if _parse_strategy(req.strategy) is not spec:  # a request shared by several strategies
+                    req = dataclasses.replace(req, strategy=spec.name)
+                results[i] = self.run(req)
             else:
                 keep.append(j)
         if len(keep) < len(members):
@@ -529,6 +544,17 @@ _BREAKDOWN_NAMES = ("attention_weights", "kv_cache", "dense_ffn", "experts_gpu",
                     "token_overhead")
 _LINK_NAMES = ("vram", "host_ram", "pcie", "nvme", "interconnect")
 _PREFILL_NAMES = ("gpu_weights", "cpu_weights", "upload", "attention", "overhead", "output_head")
+
+
+def _points(requests: list, strategies: list | None):
+    """(request, strategy name) per point: the requests themselves, or each request once per name."""
+    if strategies is None:
+        for req in requests:
+            yield req, req.strategy
+    else:
+        for req, names in zip(requests, strategies):
+            for name in names:
+                yield req, name
 
 
 def _check_parallel(spec, n_gpus: int) -> None:
@@ -728,9 +754,9 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
     for j, (i, req, spec) in enumerate(members):
         kind_f, n_f, ng_f, ram_f, nvme_f, code_f, need, cap = rows[j]
         m = machines[j]
-        spec_name = spec_names.get(req.strategy)
+        spec_name = spec_names.get(id(spec))
         if spec_name is None:
-            spec_name = spec_names[req.strategy] = spec.name  # a property that formats: once per strategy
+            spec_name = spec_names[id(spec)] = spec.name  # a property that formats: once per strategy
         if not fits[j]:
             hier = hiers[m]
             key = (int(code_f), spec_name, need, cap, hier.unified)

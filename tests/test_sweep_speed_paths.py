@@ -33,3 +33,35 @@ def test_cell_key_affixes_match_point_key():
         prefix, suffix = pts.cell_key_affixes(cell)
         assert prefix + strategy + suffix == point_key(pts.cell_point_values(cell, strategy))
     assert pts.cell_keys(cell) == [point_key(pts.cell_point_values(cell, s)) for s in cell.strategies]
+
+
+def _same_columns(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], np.ndarray):
+            assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
+        else:
+            assert list(a[name]) == list(b[name]), name
+
+
+def test_simulate_columns_shared_requests_equal_expanded():
+    """One request per machine plus strategy lists gives the columns of the expanded request list,
+    including points the batch path hands to the per-point path (other cache policies, auto with
+    nothing fitting)."""
+    import dataclasses
+
+    from moesim.simulate import SimRequest, simulate_columns
+
+    shared = [
+        SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-4090", prompt_tokens=64),
+        SimRequest(model="qwen3-30b-a3b", quant="Q4_K_M", device="rtx-3060-12gb", prompt_tokens=64, strategy="gpu"),
+        SimRequest(model="llama-3.1-70b", quant="Q4_K_M", device="rtx-2070-max-q", prompt_tokens=64),
+        SimRequest(model="llama-3.1-8b", quant="Q4_K_M", device="rtx-4090", prompt_tokens=64),
+    ]
+    strategies = [("auto", "gpu", "expert-cache:lfu", "cpu-moe"), ("auto", "expert-cache:lru"), ("auto", "gpu"),
+                  ("cpu", "auto")]
+    expanded = [dataclasses.replace(r, strategy=s) for r, names in zip(shared, strategies) for s in names]
+    got = simulate_columns(shared, strategies)
+    _same_columns(got, simulate_columns(expanded))
+    assert len(got["fits"]) == len(expanded)
+    assert not got["fits"][6] and got["reason"][6].startswith("no candidate fits")  # a 70B model on a 12 GB laptop

@@ -43,7 +43,8 @@ class _Refused:
         self.time_breakdown_s: dict = {}
 
 
-def cell_requests(cell: Cell, prompt_tokens: int, seed: int) -> list:
+def cell_requests(cell: Cell, prompt_tokens: int, seed: int, strategies: tuple[str, ...] | None = None) -> list:
+    """One SimRequest per strategy of the cell (or per name in `strategies`)."""
     from moesim.simulate import SimRequest
 
     return [
@@ -61,21 +62,23 @@ def cell_requests(cell: Cell, prompt_tokens: int, seed: int) -> list:
             trace=cell.trace_path,
             seed=seed,
         )
-        for strategy in cell.strategies
+        for strategy in (cell.strategies if strategies is None else strategies)
     ]
 
 
-def _simulate_columns(requests: list) -> tuple[dict, list[tuple[int, _Refused]]]:
-    """simulate_columns over all requests; a batch refused with MoesimError is retried point by
-    point so one impossible placement becomes a refused row instead of losing the chunk.
-    Returns (columns, [(index, _Refused), ...])."""
+def _simulate_columns(cells: list[Cell], prompt_tokens: int, seed: int) -> tuple[dict, list[tuple[int, _Refused]]]:
+    """simulate_columns over every strategy of every cell (one shared request per cell); a batch
+    refused with MoesimError is retried point by point so one impossible placement becomes a
+    refused row instead of losing the chunk. Returns (columns, [(index, _Refused), ...])."""
     from moesim.simulate import simulate_columns
 
+    shared = [cell_requests(cell, prompt_tokens, seed, cell.strategies[:1] or ("auto",))[0] for cell in cells]
     try:
-        return simulate_columns(requests), []
+        return simulate_columns(shared, [cell.strategies for cell in cells]), []
     except MoesimError:
-        if len(requests) == 1:
+        if sum(len(cell.strategies) for cell in cells) == 1:
             raise
+    requests = [request for cell in cells for request in cell_requests(cell, prompt_tokens, seed)]
     parts = []
     refused = []
     for i, request in enumerate(requests):
@@ -100,11 +103,8 @@ def _simulate_columns(requests: list) -> tuple[dict, list[tuple[int, _Refused]]]
 
 def compute_cells(cells: list[Cell], rubric: Rubric, prompt_tokens: int = 512, seed: int = 0) -> pa.Table:
     """Simulate every strategy of every cell (one simulate_columns call) into a sweep-schema table."""
-    requests = []
-    for cell in cells:
-        requests.extend(cell_requests(cell, prompt_tokens, seed))
-    sim, refused = _simulate_columns(requests)
-    n = len(requests)
+    sim, refused = _simulate_columns(cells, prompt_tokens, seed)
+    n = sum(len(cell.strategies) for cell in cells)
     fits = np.asarray(sim["fits"], dtype=bool)
     cols = {name: np.asarray(sim[name], dtype=np.float64) for name in _SCALARS}
     cols["resolved_strategy"] = sim["strategy"]
