@@ -331,10 +331,13 @@ def warm_kernels(cells, prompt_tokens: int, seed: int, parallel: bool) -> None:
     """Have every kernel the sweep calls compiled in this process before workers fork, so they
     inherit it instead of each compiling its own copy. On a cold cache with `parallel`, the two
     kernel families compile at the same time in two forked processes (each writes the Numba
-    cache), and this process then loads both from the cache."""
+    cache), and this process then loads both from the cache. With `parallel` and a warm cache
+    nothing is done here: the workers load the kernels themselves, at the same time."""
     if not cells:
         return
-    if parallel and not _kernels_cached():
+    if parallel and _kernels_cached():
+        return  # each worker loads them from the cache in well under a second, side by side
+    if parallel:
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
