@@ -90,7 +90,8 @@ def next_use_times(experts, n_experts):
     the same item, or ``n_lookups`` when it is never used again (Belady's oracle input)."""
     n_tokens, n_layers, top_k = experts.shape
     n_lookups = n_tokens * n_layers * top_k
-    last_seen = np.full(n_layers * n_experts, n_lookups, np.int64)
+    last_seen = np.empty(n_layers * n_experts, np.int64)
+    last_seen[:] = n_lookups
     next_use = np.empty(n_lookups, np.int64)
     position = n_lookups
     for t in range(n_tokens - 1, -1, -1):
@@ -108,7 +109,8 @@ def next_use_times(experts, n_experts):
 def warmup_counts(experts, n_experts, warmup_tokens):
     """How often each item is looked up in the first ``warmup_tokens`` tokens."""
     n_tokens, n_layers, top_k = experts.shape
-    counts = np.zeros(n_layers * n_experts, np.int64)
+    counts = np.empty(n_layers * n_experts, np.int64)
+    counts[:] = 0
     for t in range(min(warmup_tokens, n_tokens)):
         for layer in range(n_layers):
             base = layer * n_experts

@@ -33,20 +33,28 @@ def _lru_stack_counts(experts, n_experts, pool_of_layer, class_bytes, in_class, 
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = class_bytes.shape[0]
-    items_in_pool = np.zeros(n_pools, np.int64)
+    items_in_pool = np.empty(n_pools, np.int64)
+    items_in_pool[:] = 0
+    largest_pool = 0
     for layer in range(n_layers):
         items_in_pool[pool_of_layer[layer]] += n_experts
+        largest_pool = max(largest_pool, items_in_pool[pool_of_layer[layer]])
     width = 1 << SLOTS_PER_BLOCK_LOG2
-    while width < 4 * items_in_pool.max() or width < 2 * top_k:
+    while width < 4 * largest_pool or width < 2 * top_k:
         width *= 2
     n_words = width >> 6
     n_blocks = width >> SLOTS_PER_BLOCK_LOG2
     block_words = 1 << (SLOTS_PER_BLOCK_LOG2 - 6)
-    live = np.zeros(n_pools * n_words, np.uint64)
-    block_live = np.zeros(n_pools * n_blocks, np.int64)
-    slot_item = np.full(n_pools * width, -1, np.int32)
-    item_slot = np.full(n_items, -1, np.int64)
-    tails = np.zeros(n_pools, np.int64)
+    live = np.empty(n_pools * n_words, np.uint64)
+    live[:] = 0
+    block_live = np.empty(n_pools * n_blocks, np.int64)
+    block_live[:] = 0
+    slot_item = np.empty(n_pools * width, np.int32)
+    slot_item[:] = -1
+    item_slot = np.empty(n_items, np.int64)
+    item_slot[:] = -1
+    tails = np.empty(n_pools, np.int64)
+    tails[:] = 0
     one = np.uint64(1)
     every_bit = ~np.uint64(0)
     out = 0

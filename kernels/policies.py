@@ -34,7 +34,8 @@ def _queue_regions(pool_of_layer, n_pools, n_experts):
     """Start of each pool's region in the recency queue. Compaction keeps at most one live entry per
     expert, so it runs at most once per (QUEUE_ENTRIES_PER_EXPERT - 1) x n_experts pushes; 16 makes its
     cost negligible while the queue still fits in L2 for DeepSeek-sized pools (~1 MB of int32)."""
-    starts = np.zeros(n_pools + 1, np.int64)
+    starts = np.empty(n_pools + 1, np.int64)
+    starts[:] = 0
     for layer in range(pool_of_layer.shape[0]):
         starts[pool_of_layer[layer] + 1] += QUEUE_ENTRIES_PER_EXPERT * n_experts
     for p in range(n_pools):
@@ -72,22 +73,31 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    items_in_pool = np.zeros(n_pools, np.int64)
+    items_in_pool = np.empty(n_pools, np.int64)
+    items_in_pool[:] = 0
+    largest_pool = 0
     for layer in range(n_layers):
         items_in_pool[pool_of_layer[layer]] += n_experts
+        largest_pool = max(largest_pool, items_in_pool[pool_of_layer[layer]])
     ring = 64
-    while ring < LRU_RING_PER_EXPERT * items_in_pool.max() or ring < 2 * top_k:
+    while ring < LRU_RING_PER_EXPERT * largest_pool or ring < 2 * top_k:
         ring *= 2
     slot_mask = ring - 1
     ring_words = ring // 64
     word_mask = ring_words - 1
-    live = np.zeros(n_pools * ring_words, np.uint64)
-    queue = np.zeros(n_pools * ring, np.int32)  # expert of each live time
-    renumbered = np.empty(items_in_pool.max(), np.int32)
-    last = np.full(n_items, -(1 << 30), np.int32)  # latest use; far below every head: never used
-    heads = np.zeros(n_pools, np.int64)
-    tails = np.zeros(n_pools, np.int64)
-    used = np.zeros(n_pools, np.int64)
+    live = np.empty(n_pools * ring_words, np.uint64)
+    live[:] = 0
+    queue = np.empty(n_pools * ring, np.int32)  # expert of each live time
+    queue[:] = 0
+    renumbered = np.empty(largest_pool, np.int32)
+    last = np.empty(n_items, np.int32)  # latest use; far below every head: never used
+    last[:] = -(1 << 30)
+    heads = np.empty(n_pools, np.int64)
+    heads[:] = 0
+    tails = np.empty(n_pools, np.int64)
+    tails[:] = 0
+    used = np.empty(n_pools, np.int64)
+    used[:] = 0
     sizes = item_sizes(item_bytes_by_layer, n_experts)
     one = np.uint64(1)
     for t in range(n_tokens):
@@ -176,10 +186,16 @@ def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
     sizes = item_sizes(item_bytes_by_layer, n_experts)
     starts = _queue_regions(pool_of_layer, n_pools, n_experts)
     queue = np.empty(starts[n_pools], np.int32)
-    head = starts[:n_pools].copy()
-    tail = starts[:n_pools].copy()
-    where = np.full(n_items, -1, np.int32)  # index of the expert's queue entry, -1: not resident
-    used = np.zeros(n_pools, np.int64)
+    head = np.empty(n_pools, np.int64)
+    for p in range(n_pools):
+        head[p] = starts[p]
+    tail = np.empty(n_pools, np.int64)
+    for p in range(n_pools):
+        tail[p] = starts[p]
+    where = np.empty(n_items, np.int32)  # index of the expert's queue entry, -1: not resident
+    where[:] = -1
+    used = np.empty(n_pools, np.int64)
+    used[:] = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
@@ -233,7 +249,8 @@ def _replay_static(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
 @jit
 def _pool_regions(pool_of_layer, n_pools, n_experts):
     """Start offset of each pool's heap region (a pool holds n_experts items per layer it owns)."""
-    starts = np.zeros(n_pools + 1, np.int64)
+    starts = np.empty(n_pools + 1, np.int64)
+    starts[:] = 0
     for layer in range(pool_of_layer.shape[0]):
         starts[pool_of_layer[layer] + 1] += n_experts
     for p in range(n_pools):
@@ -290,12 +307,18 @@ def _replay_lfu(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     n_pools = pool_capacity.shape[0]
     sizes = item_sizes(item_bytes_by_layer, n_experts)
     starts = _pool_regions(pool_of_layer, n_pools, n_experts)
-    heap = np.zeros(n_items, np.int64)
-    count = np.zeros(n_pools, np.int64)
-    heap_pos = np.full(n_items, -1, np.int64)
-    freq = np.zeros(n_items, np.int64)
-    last = np.zeros(n_items, np.int64)
-    used = np.zeros(n_pools, np.int64)
+    heap = np.empty(n_items, np.int64)
+    heap[:] = 0
+    count = np.empty(n_pools, np.int64)
+    count[:] = 0
+    heap_pos = np.empty(n_items, np.int64)
+    heap_pos[:] = -1
+    freq = np.empty(n_items, np.int64)
+    freq[:] = 0
+    last = np.empty(n_items, np.int64)
+    last[:] = 0
+    used = np.empty(n_pools, np.int64)
+    used[:] = 0
     clock = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
@@ -391,11 +414,16 @@ def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     n_pools = pool_capacity.shape[0]
     sizes = item_sizes(item_bytes_by_layer, n_experts)
     starts = _pool_regions(pool_of_layer, n_pools, n_experts)
-    heap = np.zeros(n_items, np.int64)
-    count = np.zeros(n_pools, np.int64)
-    heap_key = np.zeros(n_items, np.int64)  # next use of the item at the same heap slot
-    heap_pos = np.full(n_items, -1, np.int64)
-    used = np.zeros(n_pools, np.int64)
+    heap = np.empty(n_items, np.int64)
+    heap[:] = 0
+    count = np.empty(n_pools, np.int64)
+    count[:] = 0
+    heap_key = np.empty(n_items, np.int64)  # next use of the item at the same heap slot
+    heap_key[:] = 0
+    heap_pos = np.empty(n_items, np.int64)
+    heap_pos[:] = -1
+    used = np.empty(n_pools, np.int64)
+    used[:] = 0
     position = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
@@ -458,12 +486,18 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     n_pools = pool_capacity.shape[0]
     sizes = item_sizes(item_bytes_by_layer, n_experts)
     prev, nxt = new_lists(n_items, 2 * n_pools)  # sentinel n_items + 2p: small, + 2p + 1: main
-    queue = np.zeros(n_items, np.int8)  # 0: absent, 1: small, 2: main
-    freq = np.zeros(n_items, np.int8)
-    ghost_stamp = np.full(n_items, -1, np.int64)
-    ghost_clock = np.zeros(n_pools, np.int64)
-    small_bytes = np.zeros(n_pools, np.int64)
-    main_bytes = np.zeros(n_pools, np.int64)
+    queue = np.empty(n_items, np.int8)  # 0: absent, 1: small, 2: main
+    queue[:] = 0
+    freq = np.empty(n_items, np.int8)
+    freq[:] = 0
+    ghost_stamp = np.empty(n_items, np.int64)
+    ghost_stamp[:] = -1
+    ghost_clock = np.empty(n_pools, np.int64)
+    ghost_clock[:] = 0
+    small_bytes = np.empty(n_pools, np.int64)
+    small_bytes[:] = 0
+    main_bytes = np.empty(n_pools, np.int64)
+    main_bytes[:] = 0
     small_cap = np.empty(n_pools, np.int64)
     for p in range(n_pools):
         small_cap[p] = pool_capacity[p] * S3FIFO_SMALL_PERCENT // 100

@@ -54,11 +54,18 @@ def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer,
     sizes = item_sizes(item_bytes_by_layer, n_experts)
     starts = _queue_regions(pool_of_layer, n_pools, n_experts)
     queue = np.empty(starts[n_pools], np.int32)
-    heads = starts[:n_pools].copy()
-    tails = starts[:n_pools].copy()
-    where = np.full(n_items, -1, np.int32)
-    pending = np.zeros(n_items, np.int8)
-    used = np.zeros(n_pools, np.int64)
+    heads = np.empty(n_pools, np.int64)
+    for p in range(n_pools):
+        heads[p] = starts[p]
+    tails = np.empty(n_pools, np.int64)
+    for p in range(n_pools):
+        tails[p] = starts[p]
+    where = np.empty(n_items, np.int32)
+    where[:] = -1
+    pending = np.empty(n_items, np.int8)
+    pending[:] = 0
+    used = np.empty(n_pools, np.int64)
+    used[:] = 0
     prefetched_total = 0
     useful_total = 0
     wasted_total = 0
@@ -150,7 +157,8 @@ def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
     a wrong expert, ``wrong_draws[t, l, k]`` in [0, n_experts - top_k) indexing the experts not routed
     at (t, l) in id order. A wrong guess that repeats an earlier guess of the same position is dropped."""
     n_tokens, n_layers, top_k = experts.shape
-    routed = np.zeros(n_experts, np.bool_)
+    routed = np.empty(n_experts, np.bool_)
+    routed[:] = False
     for t in range(n_tokens):
         for layer in range(n_layers):
             for k in range(top_k):
@@ -180,7 +188,8 @@ def _cooccurrence_counts(experts, n_experts, n_train_tokens):
     """``counts[l, a, b]``: how often expert b was routed at the position after one routing expert a at
     layer l (layer l + 1, or layer 0 of the next token after the last layer), over the first tokens."""
     n_tokens, n_layers, top_k = experts.shape
-    counts = np.zeros((n_layers, n_experts, n_experts), np.int32)
+    counts = np.empty((n_layers, n_experts, n_experts), np.int32)
+    counts[:] = 0
     for t in range(min(n_train_tokens, n_tokens)):
         for layer in range(n_layers):
             next_t = t
