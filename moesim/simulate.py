@@ -121,6 +121,7 @@ class _Session:
         self.profiles: dict = {}
         self.routings: dict = {}
         self.machines: dict = {}
+        self.machine_rows: dict = {}
         self.engines: dict = {}
         self.overheads: dict = {}
         self.evals: dict = {}
@@ -279,15 +280,20 @@ class _Session:
         n_of = []
         cache_of = []
         for _, req, spec in members:
-            if not (prev is not None and req.device == prev.device and req.device_count == prev.device_count
+            if req is not prev and not (prev is not None and req.device == prev.device and req.device_count == prev.device_count
                     and req.host == prev.host and req.host_overrides == prev.host_overrides):
                 mkey = (req.device, req.device_count, req.host, req.host_overrides)
                 mi = machine_index.get(mkey)
                 if mi is None:
-                    hier, _ = self.machine(req, engine)
+                    # a machine's kernel row is the same in every group: build it once per session
+                    row_key = (mkey, engine.name)
+                    got = self.machine_rows.get(row_key)
+                    if got is None:
+                        hier, _ = self.machine(req, engine)
+                        got = self.machine_rows[row_key] = (_machine_row(hier), hier)
                     mi = machine_index[mkey] = len(rows)
-                    rows.append(_machine_row(hier))
-                    hiers.append(hier)
+                    rows.append(got[0])
+                    hiers.append(got[1])
                 prev = req
             machine_of.append(mi)
             codes = spec_codes.get(id(spec))  # parsed specs are cached, one object per strategy name
@@ -715,7 +721,7 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
 
     idx = np.fromiter((i for i, _, _ in members), np.int64, len(members))
     fits = out[:, kb.O_FITS] > 0.5
-    prompts = np.fromiter((req.prompt_tokens for _, req, _ in members), np.float64, len(members))
+    prompts = np.full(len(members), float(members[0][1].prompt_tokens))  # one prompt length per group (its key)
     cols["fits"][idx] = fits
     cols["weights_bytes"][idx] = int(profile.weights_bytes)
     cols["kv_cache_bytes"][idx] = kv_bytes
@@ -770,7 +776,8 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
         kind_code = int(kind_f) if kind_f == kind_f else 0
         n_arg = int(n_f) if n_f == n_f else 0
         n_gpus = int(ng_f)
-        key = (machine_class[m], kind_code, n_arg, n_gpus, spec_name, req.context, req.batch)
+        # context and batch are the group's own (part of its key), so they need no place here
+        key = (machine_class[m], kind_code, n_arg, n_gpus, spec_name)
         got = named.get(key)
         if got is None:
             hier = hiers[m]

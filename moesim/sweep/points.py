@@ -277,11 +277,12 @@ def build_cells(
 ) -> list[Cell]:
     """Every cell in a fixed order: model, quant, target, context, batch (catalog order)."""
     cells = []
-    strategies_by = {(t, moe): strategies_for(strategy_templates, t, moe) for t in targets for moe in (False, True)}
+    # per target, without hashing a Target per cell
+    strategies_by = {moe: [strategies_for(strategy_templates, t, moe) for t in targets] for moe in (False, True)}
     for model in models:
+        target_strategies = strategies_by[model.is_moe]
         for quant in model.quants:
-            for target in targets:
-                strategies = strategies_by[(target, model.is_moe)]
+            for target, strategies in zip(targets, target_strategies):
                 for context in contexts:
                     for batch in batches:
                         cells.append(
