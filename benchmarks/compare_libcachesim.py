@@ -96,10 +96,20 @@ def main(argv=None) -> int:
             same = lcs_hits == result.hit_count
             failures += not same
             timings[ours] = t_ours
+            timings[f"lcs-{ours}"] = t_lcs
             print(f"{ours:>14} vs libCacheSim {theirs:<7} moesim {n / t_ours / 1e6:7.1f} M/s  "
                   f"libCacheSim {n / t_lcs / 1e6:6.1f} M/s  ratio {t_lcs / t_ours:5.2f}x  "
                   f"hits {result.hit_count} vs {lcs_hits} {'identical' if same else 'DIFFERENT'}")
 
+    from moesim.cache import pool_layout
+    from moesim.kernels.policies import _replay_lru
+
+    pool_of_layer, pool_capacity = pool_layout("global", capacity, sizes)
+    misses = np.zeros(experts.shape[:2], np.int32)
+    kernel_args = (experts, 256, sizes, pool_of_layer, pool_capacity, 0, np.zeros(0, np.int64), misses)
+    t_kernel, _ = best_of(lambda: _replay_lru(*kernel_args), args.repeats)
+    print(f"{'lru kernel':>14} alone (pre-built inputs, no wrapper)  {n / t_kernel / 1e6:7.1f} M/s  "
+          f"= {timings['lcs-lru'] / t_kernel:5.2f}x libCacheSim LRU")
     t_bypass, _ = best_of(lambda: replay(experts, "belady", capacity, sizes, n_experts=256, next_use=next_use), args.repeats)
     print(f"{'belady':>14} (MIN with bypass, moesim only) {n / t_bypass / 1e6:7.1f} M/s")
     lru_curve(experts[:4], sizes, n_experts=256)
@@ -107,6 +117,15 @@ def main(argv=None) -> int:
     exact = curve.hit_count_at(capacity) == replay(experts, "lru", capacity, sizes, n_experts=256).hit_count
     print(f"full LRU miss-ratio curve (every capacity): {t_curve:.3f} s = {t_curve / timings['lru']:.2f}x one LRU replay "
           f"({'matches' if exact else 'DIFFERS FROM'} the replay at {capacity})")
+    failures += not exact
+    replay(experts[:4], "lru", capacity, sizes, scope="per-layer", n_experts=256)
+    lru_curve(experts[:4], sizes, scope="per-layer", n_experts=256)
+    t_layer, layer_result = best_of(lambda: replay(experts, "lru", capacity, sizes, scope="per-layer", n_experts=256),
+                                    args.repeats)
+    t_layer_curve, layer_curve = best_of(lambda: lru_curve(experts, sizes, scope="per-layer", n_experts=256), args.repeats)
+    exact = layer_curve.hit_count_at(capacity) == layer_result.hit_count
+    print(f"per-layer scope: LRU {n / t_layer / 1e6:.1f} M/s; curve {t_layer_curve:.3f} s = "
+          f"{t_layer_curve / t_layer:.2f}x one per-layer LRU replay ({'matches' if exact else 'DIFFERS FROM'} the replay)")
     failures += not exact
     return 1 if failures else 0
 
