@@ -333,7 +333,9 @@ def warm_kernels(cells, prompt_tokens: int, seed: int, parallel: bool) -> None:
     kernel families compile at the same time in two forked processes (each writes the Numba
     cache), and this process then loads both from the cache. With `parallel` and a warm cache
     nothing is done here: the workers load the kernels themselves, at the same time."""
-    if not cells:
+    import numba
+
+    if not cells or numba.config.DISABLE_JIT:
         return
     if parallel and _kernels_cached():
         return  # each worker loads them from the cache in well under a second, side by side
@@ -341,14 +343,23 @@ def warm_kernels(cells, prompt_tokens: int, seed: int, parallel: bool) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
-        procs = [context.Process(target=_warm_timing_kernels, args=(cells, prompt_tokens, seed)),
-                 context.Process(target=_warm_routing_kernels, args=(cells, seed))]
+        procs = [context.Process(target=_quietly, args=(_warm_timing_kernels, cells, prompt_tokens, seed)),
+                 context.Process(target=_quietly, args=(_warm_routing_kernels, cells, seed))]
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
-    _warm_timing_kernels(cells, prompt_tokens, seed)
-    _warm_routing_kernels(cells, seed)
+    _quietly(_warm_timing_kernels, cells, prompt_tokens, seed)
+    _quietly(_warm_routing_kernels, cells, seed)
+
+
+def _quietly(warm, *args) -> None:
+    """Run a warm-up; it only saves time, so a failure is left for the sweep itself to meet and
+    report (on the point that causes it, the way it reports any point)."""
+    try:
+        warm(*args)
+    except Exception:
+        pass
 
 
 # Worker state: set once per process by the pool initializer, so chunks ship only their cells.
