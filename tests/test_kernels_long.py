@@ -1,0 +1,46 @@
+"""Streams long enough to wrap the kernels' internal time axes: the LRU kernel's ring of use times
+(renumbered when a cache that rarely evicts lets the live window grow) and the curve kernel's recency
+slots (compacted when they run out), with mixed expert sizes in one pool. Small pools keep it quick, also
+under NUMBA_DISABLE_JIT=1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import naive
+from moesim.cache import lru_curve, replay
+
+NEVER = 2**62
+
+
+def skewed_stream(rng, n_tokens, n_layers, top_k, n_experts):
+    """One hot expert per layer, so hits dominate and the window between evictions grows long."""
+    p = np.r_[0.6, np.full(n_experts - 1, 0.4 / (n_experts - 1))]
+    return np.stack([
+        np.stack([rng.choice(n_experts, top_k, replace=False, p=p) for _ in range(n_layers)])
+        for _ in range(n_tokens)
+    ]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("scope", ["global", "per-layer"])
+def test_lru_past_the_ring_of_use_times_equals_the_reference(seed, scope):
+    rng = np.random.default_rng(seed)
+    experts = skewed_stream(rng, 260, 3, 3, 6)  # 2340 look-ups: the 128-slot rings wrap many times
+    layer_bytes = np.array([1, 3, 2], np.int64)
+    for capacity in (0, 2, 5, 9, 17, 36):  # 36 = every expert: nothing is ever evicted
+        got = replay(experts, "lru", capacity, layer_bytes, scope=scope, warmup_tokens=2, n_experts=6).misses
+        want = np.asarray(naive.lru(experts, capacity, layer_bytes, scope=scope, warmup=2))
+        assert np.array_equal(got, want), capacity
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("scope", ["global", "per-layer"])
+def test_lru_curve_past_slot_compaction_with_mixed_sizes_equals_the_reference(seed, scope):
+    rng = np.random.default_rng(seed)
+    experts = skewed_stream(rng, 300, 3, 2, 5)  # 1800 look-ups over 512-slot pools: several compactions
+    layer_bytes = np.array([4, 1, 4], np.int64)  # two sizes share the global pool
+    needs = lru_curve(experts, layer_bytes, scope=scope, warmup_tokens=3, n_experts=5).needs.reshape(-1)
+    want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, scope=scope, warmup=3)]
+    assert needs.tolist() == want
