@@ -26,10 +26,10 @@ SLOTS_PER_BLOCK_LOG2 = 9  # 8 words of 64 slots: the partial block is 8 popcount
 
 
 @jit
-def _lru_stack_counts(experts, n_experts, pool_of_layer, class_bytes, in_class, warmup_tokens, needs_out):
-    """For every counted look-up in ``(token, layer, k)`` order, add to ``needs_out`` the bytes of the
-    distinct in-class experts of its pool used since (and including) its previous use: their number
-    times ``class_bytes[pool]``. First uses get ``NEVER``."""
+def _lru_stack_counts(experts, n_experts, pool_of_layer, class_bytes, in_class, warmup_tokens, needs_out, accumulate):
+    """For every counted look-up in ``(token, layer, k)`` order, write (``accumulate``: add) to
+    ``needs_out`` the bytes of the distinct in-class experts of its pool used since (and including) its
+    previous use: their number times ``class_bytes[pool]``. First uses get ``NEVER``."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = class_bytes.shape[0]
@@ -107,6 +107,11 @@ def _lru_stack_counts(experts, n_experts, pool_of_layer, class_bytes, in_class, 
                 item_slot[item] = tail
                 tail += 1
                 if t >= warmup_tokens:
-                    needs_out[out] = NEVER if count < 0 else needs_out[out] + count * size
+                    if count < 0:
+                        needs_out[out] = NEVER
+                    elif accumulate:
+                        needs_out[out] += count * size
+                    else:
+                        needs_out[out] = count * size
                     out += 1
             tails[pool] = tail

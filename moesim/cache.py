@@ -458,14 +458,14 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     if scope not in SCOPES:
         raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
     pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
-    needs = np.zeros((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
+    needs = np.empty((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
     if scope == "per-layer":
         # every pool's experts share one size: one pass
         mrc._lru_stack_counts(experts, n_experts, pool_of_layer, layer_bytes, np.ones(n_layers, np.int64),
-                              warmup_tokens, needs)
+                              warmup_tokens, needs, False)
     else:
         # bytes = sum over distinct expert sizes of size x distinct experts of that size: one pass each
-        for size in np.unique(layer_bytes):
+        for index, size in enumerate(np.unique(layer_bytes)):
             mrc._lru_stack_counts(experts, n_experts, pool_of_layer, np.array([size], np.int64),
-                                  (layer_bytes == size).astype(np.int64), warmup_tokens, needs)
+                                  (layer_bytes == size).astype(np.int64), warmup_tokens, needs, index > 0)
     return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs.reshape(n_tokens - warmup_tokens, n_layers, top_k))
