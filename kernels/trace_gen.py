@@ -205,17 +205,29 @@ def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_re
 
 @jit
 def push_history(history, n_history, out):
-    """Update `history` (most recent first) with the tokens of `out`; returns the new n_history."""
+    """Update `history` (most recent first) with the tokens of `out`; returns the new n_history.
+
+    Element loops instead of slice assignment: slice copies of 3-D arrays make Numba compile its
+    broadcasting and error paths, which cost ~4 s of every cold start for a few thousand stores.
+    """
     h = history.shape[0]
     n = out.shape[0]
+    n_layers = history.shape[1]
+    top_k = history.shape[2]
     if n >= h:
         for d in range(h):
-            history[d] = out[n - 1 - d]
+            for layer in range(n_layers):
+                for i in range(top_k):
+                    history[d, layer, i] = out[n - 1 - d, layer, i]
     else:
         for d in range(h - 1, n - 1, -1):
-            history[d] = history[d - n]
+            for layer in range(n_layers):
+                for i in range(top_k):
+                    history[d, layer, i] = history[d - n, layer, i]
         for d in range(n):
-            history[d] = out[n - 1 - d]
+            for layer in range(n_layers):
+                for i in range(top_k):
+                    history[d, layer, i] = out[n - 1 - d, layer, i]
     n_history += n
     if n_history > h:
         n_history = h
