@@ -57,8 +57,14 @@ def common_quants(table: pa.Table) -> dict[str, str]:
 
 
 def summary_rows(table: pa.Table) -> list[dict]:
-    """Per model: points, cells, the best fitting cell (grade, tok/s, where) and grade counts."""
-    best = _rows(_best(table), ["model", "quant", "device", "resolved_strategy", "decode_tok_s", "grade", "fits"])
+    """Per model: points, cells, the best fitting cell (grade, tok/s, where) and grade counts.
+
+    "Best" ranks like `moesim plan`: fitting, then grade, then the more faithful quantization (bits per
+    weight), then speed -- so a 2-bit file that is merely faster does not outrank a Q4 of the same grade.
+    """
+    best = _rows(
+        _best(table), ["model", "quant", "device", "resolved_strategy", "decode_tok_s", "grade", "fits", "bits_per_weight"]
+    )
     by_model: dict[str, list[dict]] = {}
     for row in best:
         by_model.setdefault(row["model"], []).append(row)
@@ -69,7 +75,8 @@ def summary_rows(table: pa.Table) -> list[dict]:
 
         def rank(r):
             speed = r["decode_tok_s"] if r["decode_tok_s"] is not None and math.isfinite(r["decode_tok_s"]) else -1
-            return (r["fits"], GRADE_RANK[r["grade"]], speed, r["device"], r["quant"])
+            bpw = r["bits_per_weight"] if r["bits_per_weight"] is not None and math.isfinite(r["bits_per_weight"]) else 0.0
+            return (r["fits"], GRADE_RANK[r["grade"]], round(bpw, 2), speed, r["device"], r["quant"])
 
         top = max(rows, key=rank)
         grades = Counter(r["grade"] for r in rows)
