@@ -106,6 +106,19 @@ def next_use_times(experts, n_experts):
 
 
 @jit
+def largest_pool_items(pool_of_layer, n_pools, n_experts):
+    """Experts in the largest pool (a pool holds every expert of the layers mapped to it): kernels size
+    their per-pool rings and bitsets from it."""
+    items_in_pool = np.empty(n_pools, np.int64)
+    items_in_pool[:] = 0
+    largest = 0
+    for layer in range(pool_of_layer.shape[0]):
+        items_in_pool[pool_of_layer[layer]] += n_experts
+        largest = max(largest, items_in_pool[pool_of_layer[layer]])
+    return largest
+
+
+@jit
 def warmup_counts(experts, n_experts, warmup_tokens):
     """How often each item is looked up in the first ``warmup_tokens`` tokens."""
     n_tokens, n_layers, top_k = experts.shape

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.kernels._jit import jit
-from moesim.kernels.core import NEVER, popcount
+from moesim.kernels.core import NEVER, largest_pool_items, popcount
 
 SLOTS_PER_BLOCK_LOG2 = 9  # 8 words of 64 slots: the partial block is 8 popcounts, whole blocks one add each
 
@@ -33,12 +33,7 @@ def _lru_stack_counts(experts, n_experts, pool_of_layer, class_bytes, in_class, 
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = class_bytes.shape[0]
-    items_in_pool = np.empty(n_pools, np.int64)
-    items_in_pool[:] = 0
-    largest_pool = 0
-    for layer in range(n_layers):
-        items_in_pool[pool_of_layer[layer]] += n_experts
-        largest_pool = max(largest_pool, items_in_pool[pool_of_layer[layer]])
+    largest_pool = largest_pool_items(pool_of_layer, n_pools, n_experts)
     width = 1 << SLOTS_PER_BLOCK_LOG2
     while width < 4 * largest_pool or width < 2 * top_k:
         width *= 2

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.kernels._jit import jit
-from moesim.kernels.core import item_sizes, link_after, new_lists, trailing_zeros, unlink
+from moesim.kernels.core import item_sizes, largest_pool_items, link_after, new_lists, trailing_zeros, unlink
 
 
 QUEUE_ENTRIES_PER_EXPERT = 16
@@ -73,12 +73,7 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    items_in_pool = np.empty(n_pools, np.int64)
-    items_in_pool[:] = 0
-    largest_pool = 0
-    for layer in range(n_layers):
-        items_in_pool[pool_of_layer[layer]] += n_experts
-        largest_pool = max(largest_pool, items_in_pool[pool_of_layer[layer]])
+    largest_pool = largest_pool_items(pool_of_layer, n_pools, n_experts)
     ring = 64
     while ring < LRU_RING_PER_EXPERT * largest_pool or ring < 2 * top_k:
         ring *= 2

@@ -44,6 +44,31 @@ def _make_room(queue, where, pending, sizes, head, in_use, size, capacity):
 
 
 @jit
+def _admit(queue, where, pending, sizes, heads, used, pool, size, capacity):
+    """Make room for ``size`` bytes in ``pool`` (updating its head and bytes in use) and reserve them if
+    they fit. Returns (admitted, wasted bytes of counted prefetches evicted unused)."""
+    head, in_use, wasted = _make_room(queue, where, pending, sizes, heads[pool], used[pool], size, capacity)
+    heads[pool] = head
+    used[pool] = in_use
+    if in_use + size > capacity:
+        return False, wasted
+    used[pool] = in_use + size
+    return True, wasted
+
+
+@jit
+def _push(queue, where, starts, heads, tails, pool, item):
+    """Append ``item`` as the pool's most recent use, compacting the pool's queue region when it is full."""
+    tail = tails[pool]
+    if tail == starts[pool + 1]:
+        tail = _queue_compact(queue, where, starts[pool], heads[pool], tail)
+        heads[pool] = starts[pool]
+    where[item] = tail
+    queue[tail] = item
+    tails[pool] = tail + 1
+
+
+@jit
 def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
                          predicted, misses_out, prefetch_bytes_out, useful_bytes_out, totals_out):
     """LRU replay with prefetch. ``totals_out`` receives (prefetched, useful, wasted) bytes."""
@@ -81,27 +106,17 @@ def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer,
                 item = base + np.int64(experts[t, layer, k])
                 if where[item] < 0:
                     misses += 1
-                    head, in_use, wasted = _make_room(queue, where, pending, sizes, heads[pool], used[pool], size,
-                                                      pool_capacity[pool])
-                    heads[pool] = head
-                    used[pool] = in_use
+                    admitted, wasted = _admit(queue, where, pending, sizes, heads, used, pool, size, pool_capacity[pool])
                     wasted_total += wasted
-                    if in_use + size > pool_capacity[pool]:
+                    if not admitted:
                         continue
-                    used[pool] = in_use + size
                 elif pending[item] != NOT_PREFETCHED:
                     if pending[item] == PREFETCHED_COUNTED:
                         useful_total += size
                         if counted:
                             useful_bytes_out[t - warmup_tokens] += size
                     pending[item] = NOT_PREFETCHED
-                tail = tails[pool]
-                if tail == starts[pool + 1]:
-                    tail = _queue_compact(queue, where, starts[pool], heads[pool], tail)
-                    heads[pool] = starts[pool]
-                where[item] = tail
-                queue[tail] = item
-                tails[pool] = tail + 1
+                _push(queue, where, starts, heads, tails, pool, item)
             if counted:
                 misses_out[t - warmup_tokens, layer] = misses
             # prefetch for the next position
@@ -122,27 +137,17 @@ def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer,
                 item = base + np.int64(guess)
                 if where[item] >= 0:
                     continue
-                head, in_use, wasted = _make_room(queue, where, pending, sizes, heads[pool], used[pool], size,
-                                                  pool_capacity[pool])
-                heads[pool] = head
-                used[pool] = in_use
+                admitted, wasted = _admit(queue, where, pending, sizes, heads, used, pool, size, pool_capacity[pool])
                 wasted_total += wasted
-                if in_use + size > pool_capacity[pool]:
+                if not admitted:
                     continue
-                used[pool] = in_use + size
                 if counted:
                     pending[item] = PREFETCHED_COUNTED
                     prefetched_total += size
                     prefetch_bytes_out[t - warmup_tokens] += size
                 else:
                     pending[item] = PREFETCHED_UNCOUNTED
-                tail = tails[pool]
-                if tail == starts[pool + 1]:
-                    tail = _queue_compact(queue, where, starts[pool], heads[pool], tail)
-                    heads[pool] = starts[pool]
-                where[item] = tail
-                queue[tail] = item
-                tails[pool] = tail + 1
+                _push(queue, where, starts, heads, tails, pool, item)
     for item in range(n_items):
         if pending[item] == PREFETCHED_COUNTED:
             wasted_total += sizes[item]
