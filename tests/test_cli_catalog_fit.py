@@ -50,6 +50,9 @@ def test_catalog_quants_json():
     assert {"Q4_K_M", "UD-Q2_K_XL", "MXFP4_MOE", "FP8", "MLX-4bit"} <= ids
     assert all(q["source"] for q in data["quants"])
     assert {t["name"] for t in data["storage_types"]} >= {"IQ1_S", "TQ2_0", "MXFP4", "BF16"}
+    rules = {r["name"]: r for r in data["llama_cpp_rules"]}
+    assert set(rules) == {"current", "pre-4872"} and all(r["source"] for r in rules.values())
+    assert "pre-4872" in run("catalog", "quants").stdout
 
 
 def test_catalog_devices_json_covers_every_slug(shared_dir):
@@ -172,10 +175,20 @@ def test_fit_reads_a_gguf_file(tmp_path):
         ("fit", "deepseek-r1", "-q", "Q4_K_M", "--kv-type", "q3_k"),
         ("fit", "deepseek-r1", "-q", "Q4_K_M", "--engine", "nope-engine"),
         ("catalog", "show", "no-such-thing"),
+        ("fit", "mixtral-8x7b", "-q", "Q4_K_M@pre-9999"),
+        ("fit", "mixtral-8x7b", "-q", "IQ2_XXS@pre-4872"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args):
     assert_one_line_error(run(*args))
+
+
+def test_fit_with_a_historical_llama_cpp_rule_set():
+    old = run_json("fit", "mixtral-8x7b", "-q", "Q4_K_M@pre-4872")
+    new = run_json("fit", "mixtral-8x7b", "-q", "Q4_K_M")
+    assert old["quant"] == "Q4_K_M@pre-4872" and new["quant"] == "Q4_K_M"
+    assert old["weights_bytes"] == footprint("mixtral-8x7b", "Q4_K_M@pre-4872").weights_bytes
+    assert old["weights_bytes"] < new["weights_bytes"]
 
 
 def test_unknown_ids_suggest_the_closest():

@@ -210,14 +210,58 @@ def test_sizes_match_real_files(model, quant, size, unit, tol):
     assert footprint(model, quant).weights_bytes == pytest.approx(size * unit, rel=tol)
 
 
-def test_mixtral_q4_k_m_follows_current_llama_cpp_rules_not_the_2023_file():
-    # The published 26.4 GB (= 24.62 GiB, TheBloke; llama-bench in llama.cpp PR 4406) Mixtral Q4_K_M file was
-    # made before llama.cpp's MoE k-quant rules (attn_v/attn_k Q8_0 and ffn_down Q6_K on use_more_bits
-    # layers for 8-expert models): it is exactly as large as Q4_0. moesim models today's rules, which make
-    # a freshly quantized Q4_K_M about 8% larger. Pinned here so the gap stays visible.
-    q4_k_m = footprint("mixtral-8x7b", "Q4_K_M").weights_bytes
-    assert q4_k_m == pytest.approx(28.45 * GB, rel=0.01)
-    assert q4_k_m > footprint("mixtral-8x7b", "Q4_0").weights_bytes * 1.07
+# Mixtral-8x7B files made before llama.cpp PR #4872 (2024-01-11), with the rules that made them: the PR's own
+# table (Q2_K 14.57 GiB, Q3_K_M 18.96 GiB on master before it) and TheBloke's Dec-2023 files (Q4_K_M 26.4 GB,
+# Q5_K_M 32.2 GB). Tighter than the 3%: the rule set is what is tested here.
+PRE_4872_MIXTRAL_FILES = [
+    ("Q2_K", 14.57, GIB),
+    ("Q3_K_M", 18.96, GIB),
+    ("Q4_K_M", 26.4, GB),
+    ("Q5_K_M", 32.2, GB),
+]
+
+
+@pytest.mark.parametrize("quant, size, unit", PRE_4872_MIXTRAL_FILES, ids=lambda v: str(v))
+def test_mixtral_files_made_before_pr_4872_match_with_their_rules(quant, size, unit):
+    assert footprint("mixtral-8x7b", f"{quant}@pre-4872").weights_bytes == pytest.approx(size * unit, rel=0.005)
+
+
+def test_pre_4872_rules_leave_experts_at_the_base_type_and_keep_the_8_expert_attention_bump():
+    _, old = _types("mixtral-8x7b", "Q4_K_M@pre-4872")
+    _, new = _types("mixtral-8x7b", "Q4_K_M")
+    assert {old[f"blk.{i}.ffn_down_exps.weight"] for i in range(32)} == {"Q4_K"}
+    assert {new[f"blk.{i}.ffn_down_exps.weight"] for i in range(32)} == {"Q4_K", "Q6_K"}
+    assert old["blk.3.attn_v.weight"] == old["blk.3.attn_k.weight"] == "Q8_0"
+    assert old["blk.3.attn_output.weight"] == "Q4_K" and new["blk.3.attn_output.weight"] == "Q5_K"
+    _, q3 = _types("mixtral-8x7b", "Q3_K_M@pre-4872")
+    assert q3["blk.3.attn_output.weight"] == "Q4_K"  # the generic (pre-#4906) attn_output rule
+    # a freshly made Q4_K_M is ~8% larger than the Dec-2023 file: the reason the rule sets exist
+    current = footprint("mixtral-8x7b", "Q4_K_M").weights_bytes
+    assert current == pytest.approx(28.45 * GB, rel=0.01)
+    assert current > footprint("mixtral-8x7b", "Q4_K_M@pre-4872").weights_bytes * 1.07
+
+
+def test_rule_sets_change_nothing_for_plain_types_and_dense_ffn():
+    for quant in ("Q4_0", "Q8_0", "Q6_K"):
+        assert (footprint("mixtral-8x7b", f"{quant}@pre-4872").weights_bytes
+                == footprint("mixtral-8x7b", quant).weights_bytes)
+    # per-expert names only: a dense model's ffn_down still gets the _M bump
+    assert footprint("llama-3-8b", "Q4_K_M@pre-4872").weights_bytes == footprint("llama-3-8b", "Q4_K_M").weights_bytes
+    assert get_quant("Q4_K_M@current") is get_quant("Q4_K_M")
+    scheme = get_quant("q4_k_m@PRE-4872")
+    assert (scheme.id, scheme.file_type, scheme.llama_cpp_rules) == ("Q4_K_M@pre-4872", "Q4_K_M", "pre-4872")
+    assert "4872" in scheme.source
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("Q4_K_M@pre-9999", "unknown llama.cpp rule set"),
+    ("UD-Q2_K_XL@pre-4872", "not a llama.cpp file type"),
+    ("IQ2_XXS@pre-4872", "did not exist"),
+    ("Q4_K_Q@pre-4872", "unknown quant"),
+])
+def test_bad_rule_set_ids_are_clear_errors(bad, says):
+    with pytest.raises(MoesimError, match=says):
+        get_quant(bad)
 
 
 def test_deepseek_r1_unsloth_sizes_in_gb_for_the_record():

@@ -290,3 +290,13 @@ def test_preset_and_trace_options(tmp_path):
     mismatch = CliRunner().invoke(cli, ["sweep", "--trace", str(trace_path), "--models", "deepseek-r1",
                                         "--out", str(tmp_path / "bad")])
     assert mismatch.exit_code == 2 and "does not fit" in mismatch.output and "Traceback" not in mismatch.output
+
+
+def test_quants_may_name_a_historical_llama_cpp_rule_set():
+    from moesim.catalog.models import get_model
+    from moesim.sweep.points import resolve_quants
+
+    models = [get_model("mixtral-8x7b"), get_model("gpt-oss-20b")]
+    chosen = resolve_quants("Q4_K_M,q4_k_m@pre-4872", models)
+    assert chosen["mixtral-8x7b"] == ("Q4_K_M", "Q4_K_M@pre-4872")
+    assert chosen["gpt-oss-20b"] == ("Q4_K_M", "Q4_K_M@pre-4872")

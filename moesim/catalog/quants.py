@@ -8,10 +8,15 @@ Storage types and scheme rule tables are data (`data/quants.toml`). The llama.cp
 code that mirrors `llama_tensor_get_type_impl`, `tensor_type_fallback` and `tensor_allows_quantization`
 of https://github.com/ggml-org/llama.cpp/blob/master/src/llama-quant.cpp, branch for branch (the
 Falcon-only branches are left out: no Falcon model is in the catalog).
+
+Older GGUF files were made with older rules. `get_quant("Q4_K_M@pre-4872")` gives the same file type under
+a named historical rule set (`LLAMA_CPP_RULES`), so a published file can be compared with the rules that
+actually made it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import tomllib
@@ -85,10 +90,16 @@ class QuantScheme:
     rules: tuple[QuantRule, ...] = ()
     imatrix: bool = False  # made with an importance matrix (changes a few llama.cpp choices)
     applies_to: str = "all"  # "all" | "moe" | "mxfp4-native" | "ternary"
+    llama_cpp_rules: str = "current"  # key of LLAMA_CPP_RULES (llama.cpp file types only)
 
     @property
     def is_gguf(self) -> bool:
         return self.kind in ("gguf", "gguf-dynamic")
+
+    @property
+    def file_type(self) -> str:
+        """The llama.cpp file type without a rule-set suffix ("Q4_K_M" for "Q4_K_M@pre-4872")."""
+        return self.id.split("@", 1)[0]
 
     def tensor_type(self, tensor: TensorGroup, model: ModelSpec) -> StorageType:
         """The storage type `tensor` of `model` gets under this scheme."""
@@ -177,12 +188,71 @@ def all_quants() -> tuple[QuantScheme, ...]:
     return tuple(_schemes().values())
 
 
+@dataclass(frozen=True, slots=True)
+class LlamaCppRules:
+    """A historical state of llama.cpp's file-type rules (`llama_tensor_get_type`)."""
+
+    name: str
+    until: str  # date the rules were replaced ("" = still current)
+    file_types: tuple[str, ...]  # file types that existed under these rules (empty = all)
+    description: str
+    source: str
+
+
+_PRE_4872_FILE_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
+                        "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16", "F32")
+
+LLAMA_CPP_RULES = {
+    "current": LlamaCppRules(
+        "current", "", (), "llama.cpp master's llama_tensor_get_type (what llama-quantize does today)",
+        "https://github.com/ggml-org/llama.cpp/blob/master/src/llama-quant.cpp",
+    ),
+    "pre-4872": LlamaCppRules(
+        "pre-4872", "2024-01-11", _PRE_4872_FILE_TYPES,
+        "MoE GGUFs made before llama.cpp PR #4872 (e.g. TheBloke's Dec-2023 Mixtral files): experts were stored "
+        "one tensor per expert (blk.N.ffn_down.E.weight), which the name tests for ffn_down/ffn_gate/ffn_up did "
+        "not match, so routed experts kept the file type's base type (Q4_K_M ~ Q4_K_S); attn_output had no "
+        "8-expert bump (added by PR #4906). attn_k/attn_v Q8_0 for 8-expert models was already there. Rules "
+        "for dense models that changed since are not modelled: use it for MoE files of that period.",
+        "https://github.com/ggml-org/llama.cpp/pull/4872 (\"the existing implementation of this intended behavior "
+        "fails for MoE models ... QX_K_M being mostly equivalent to QX_K_S\"; its table: Mixtral-8x7B Q2_K "
+        "14.57 GiB and Q3_K_M 18.96 GiB before the PR); https://github.com/ggml-org/llama.cpp/pull/4906",
+    ),
+}
+
+
 def get_quant(id: str | QuantScheme) -> QuantScheme:
-    """A quantization scheme by id (case-insensitive; `-`/`_` and a `ud_` prefix tolerated)."""
+    """A quantization scheme by id (case-insensitive; `-`/`_` and a `ud_` prefix tolerated).
+
+    A llama.cpp file type may name a historical rule set after `@`: "Q4_K_M@pre-4872"."""
     if isinstance(id, QuantScheme):
         return id
-    schemes = _schemes()
     key = str(id).strip()
+    if "@" in key:
+        return _with_rules(*key.split("@", 1))
+    return _base_quant(key)
+
+
+def _with_rules(file_type: str, rules_name: str) -> QuantScheme:
+    rules = LLAMA_CPP_RULES.get(rules_name.strip().lower())
+    if rules is None:
+        raise unknown_id_error("llama.cpp rule set", rules_name, LLAMA_CPP_RULES)
+    scheme = _base_quant(file_type.strip())
+    if scheme.kind != "gguf":
+        raise MoesimError(f"'{scheme.id}' is not a llama.cpp file type; rule sets (@{rules.name}) apply to "
+                          "llama-quantize presets only")
+    if rules.file_types and scheme.id not in rules.file_types:
+        raise MoesimError(f"file type {scheme.id} did not exist under llama.cpp rule set '{rules.name}' "
+                          f"(replaced {rules.until}); it had {', '.join(rules.file_types)}")
+    if rules.name == "current":
+        return scheme
+    return dataclasses.replace(scheme, id=f"{scheme.id}@{rules.name}", llama_cpp_rules=rules.name,
+                               description=f"{scheme.description} -- {rules.name} rules: {rules.description}",
+                               source=f"{scheme.source}; {rules.source}")
+
+
+def _base_quant(key: str) -> QuantScheme:
+    schemes = _schemes()
     if key in schemes:
         return schemes[key]
     norm = key.upper().replace("-", "_")
@@ -346,7 +416,10 @@ def _block(type_name: str) -> int:
 
 def _llama_cpp_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
     """Mirror of llama_tensor_get_type for every tensor of `model` (walked in llama-quantize order)."""
-    ftype = scheme.id
+    ftype = scheme.file_type
+    # before PR #4872 the ffn_* name tests missed the per-expert tensors and 8-expert models had no
+    # attn_output bump (LLAMA_CPP_RULES["pre-4872"])
+    per_expert_names_missed = scheme.llama_cpp_rules == "pre-4872"
     default = scheme.default_type
     meta = _tensor_meta(model)
     tensors = model.tensors()
@@ -373,6 +446,8 @@ def _llama_cpp_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
         # layer index as llama.cpp's layer_info gives it: parsed from the name for MoE models,
         # otherwise the running counter (one ffn tensor per layer, so the same number)
         i_layer = t.layer
+        if per_expert_names_missed and cat in (_TC_DOWN, _TC_GATE, _TC_UP) and "_exps" in t.name:
+            cat = _TC_OTHER
         attn_v_like = cat in (_TC_V, _TC_QKV, _TC_KV_B)
         if cat == _TC_OUTPUT or (tied and cat == _TC_EMBD):
             nx = t.shape[0]
@@ -478,7 +553,7 @@ def _llama_cpp_types(scheme: QuantScheme, model: ModelSpec) -> dict[str, str]:
                 new = "Q4_1" if ftype == "Q4_0" else "Q5_1"
             i_ffn_down += 1
         elif cat == _TC_AO:
-            if n_expert == 8:
+            if n_expert == 8 and not per_expert_names_missed:
                 if ftype in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M",
                              "IQ3_S", "IQ3_M", "IQ4_XS"):
                     new = "Q5_K"

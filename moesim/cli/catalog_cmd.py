@@ -63,7 +63,7 @@ def models_cmd(as_json, output_format):
 @output_options
 def quants_cmd(as_json, output_format):
     """Every quantization scheme and every storage type."""
-    from moesim.catalog.quants import all_quants, all_storage_types
+    from moesim.catalog.quants import LLAMA_CPP_RULES, all_quants, all_storage_types
 
     quants = all_quants()
     types = all_storage_types()
@@ -71,12 +71,17 @@ def quants_cmd(as_json, output_format):
         emit_json({
             "quants": [quant_record(q) for q in quants],
             "storage_types": [dict(asdict(t), bits_per_weight=t.bits_per_weight) for t in types],
+            "llama_cpp_rules": [asdict(r) for r in LLAMA_CPP_RULES.values()],
         })
         return
     _table([(q.id, q.kind, q.default_type, q.description) for q in quants], ("quant", "kind", "default", "description"))
     click.echo("")
     _table([(t.name, t.block_size * t.block_rows, t.bits_per_block, f"{t.bits_per_weight:.4f}", "ggml" if t.ggml else "")
             for t in types], ("type", "block", "bits/block", "bpw", ""))
+    click.echo("")
+    click.echo("llama.cpp rule sets (append to a file type: Q4_K_M@pre-4872):")
+    _table([(r.name, r.until or "-", r.description) for r in LLAMA_CPP_RULES.values()],
+           ("rules", "replaced", "description"))
 
 
 @catalog.command("devices")

@@ -159,7 +159,8 @@ def resolve_quants(spec: str, models, engine: str | None = None) -> dict[str, tu
     result = {}
     for model in models:
         applicable = {q.id for q in applicable_quants(model)}
-        result[model.alias] = tuple(q for q in dict.fromkeys(wanted) if q in applicable)
+        # a historical rule set ("Q4_K_M@pre-4872") applies wherever its file type does
+        result[model.alias] = tuple(q for q in dict.fromkeys(wanted) if q.split("@", 1)[0] in applicable)
     return result
 
 
