@@ -380,7 +380,8 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     cache_bytes_used = 0.0
 
     if gpus_used and vram_total_needed > vram_capacity:
-        return _refuse(name, refusal_reason(R_VRAM, name, profile.model_id, vram_total_needed, vram_capacity, hier.unified), profile)
+        reason = refusal_reason(R_VRAM, name, profile.model_id, vram_total_needed, vram_capacity, hier.unified)
+        return _refuse(name, reason + fitting_alternative(spec, profile, hier, context, batch, overhead_bytes), profile)
 
     if kind in ("expert-cache", "cpu-or-fetch"):
         leftover = vram_capacity - vram_total_needed
@@ -491,6 +492,22 @@ def _min_n_cpu_moe(profile, hier, context, batch, overhead_bytes) -> int | None:
     if k == 0:
         return 0
     return int(profile.moe_layers[k - 1]) + 1
+
+
+def fitting_alternative(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: int,
+                        overhead_bytes: float) -> str:
+    """For an `n-cpu-moe:N` / `ngl:N` that needs too much VRAM, the nearest N that fits, as a hint to append
+    to the refusal ("" when there is none or the kind has no N to adjust)."""
+    if spec.kind == "n-cpu-moe":
+        n = _min_n_cpu_moe(profile, hier, context, batch, overhead_bytes)
+        if n is not None and n > spec.n:
+            return f"; the smallest N that fits is n-cpu-moe:{n}"
+        return "; even with every expert on the CPU the rest does not fit" if n is None else ""
+    if spec.kind == "ngl":
+        n = _max_ngl(profile, hier, context, batch, overhead_bytes)
+        if n < spec.n:
+            return f"; the largest N that fits is ngl:{n}" if n > 0 else "; not even one layer fits"
+    return ""
 
 
 def _max_ngl(profile, hier, context, batch, overhead_bytes) -> int:

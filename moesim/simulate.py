@@ -598,15 +598,18 @@ def _resolved_name(kind_code: int, n: int, spec) -> str:
 
 def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int, file_name: str, session) -> SimResult:
     """A SimResult from one row of the batch kernel (same fields and values as the per-point path)."""
-    from moesim.placement import cache_note, numa_note, nvme_note, refusal_reason
+    from moesim.placement import R_VRAM, cache_note, fitting_alternative, numa_note, nvme_note, refusal_reason
 
     o = o.tolist()  # plain floats: indexing a numpy row element by element is slower
     kind_code = int(o[kb.O_KIND]) if math.isfinite(o[kb.O_KIND]) else 0
     n_arg = int(o[kb.O_N]) if math.isfinite(o[kb.O_N]) else 0
     if o[kb.O_FITS] < 0.5:
         name = spec.name
-        reason = refusal_reason(int(o[kb.O_REASON]), name, profile.model_id, float(o[kb.O_NEED]), float(o[kb.O_CAP]),
-                                hier.unified)
+        code = int(o[kb.O_REASON])
+        reason = refusal_reason(code, name, profile.model_id, float(o[kb.O_NEED]), float(o[kb.O_CAP]), hier.unified)
+        if code == R_VRAM:
+            overhead = session.overhead(model, session.engine(req.engine), req.context, req.batch)
+            reason += fitting_alternative(spec, profile, hier, req.context, req.batch, overhead)
         return SimResult(
             request=req, strategy=name, fits=False, reason=reason,
             decode_tok_s=NAN, latency_mean_s=NAN, latency_p50_s=NAN, latency_p95_s=NAN, latency_p99_s=NAN,

@@ -129,3 +129,20 @@ def test_llama_cpp_commands():
     assert llama_cpp_command("cpu", "m.gguf", 2048, 1, 0) == "llama-server -m m.gguf -ngl 0 -c 2048"
     assert "--split-mode layer" in llama_cpp_command("gpu", "m.gguf", 4096, 1, 2)
     assert llama_cpp_command("expert-cache:lru", "m.gguf", 4096, 1, 1).startswith("#")
+
+
+@pytest.mark.parametrize("asked, kind", [("n-cpu-moe:60", "n-cpu-moe"), ("ngl:60", "ngl")])
+def test_refusal_names_the_boundary_n_that_fits(asked, kind):
+    from dataclasses import replace
+
+    from moesim.simulate import SimRequest, simulate
+
+    request = SimRequest(model="qwen3-235b-a22b", quant="Q3_K_M", device="rtx-4090", strategy=asked)
+    refused = simulate(request)
+    assert not refused.fits
+    suggested = refused.reason.rsplit(" ", 1)[-1]
+    assert suggested.startswith(kind + ":")
+    n = int(suggested.split(":")[1])
+    step = -1 if kind == "n-cpu-moe" else 1  # one expert layer fewer on the CPU / one layer more on the GPU
+    assert simulate(replace(request, strategy=suggested)).fits
+    assert not simulate(replace(request, strategy=f"{kind}:{n + step}")).fits
