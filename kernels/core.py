@@ -4,8 +4,9 @@ An *item* is one routed expert of one MoE layer: ``item = layer * n_experts + ex
 independently managed cache budget: one pool for the global scope, one per layer for the per-layer scope
 (``pool_of_layer`` maps a layer to its pool). Look-ups are visited in trace order ``(token, layer, k)``.
 
-Every list structure here is a circular doubly-linked list over a dense int32 array with one sentinel node
-per pool (node ``n_items + pool``), so linking and unlinking need no branches and no dictionaries.
+Linked lists (S3-FIFO's queues) are circular and doubly linked over dense int32 arrays, with one
+self-linked sentinel node per queue after the items, so linking and unlinking need no branches and no
+dictionaries. Helpers here fill arrays their caller allocates (see `jit_helper`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic
 
-from moesim.kernels._jit import jit
+from moesim.kernels._jit import jit, jit_helper
 
 if numba.config.DISABLE_JIT:
     # plain-Python twins so the kernels still run (and are covered) with NUMBA_DISABLE_JIT=1
@@ -44,29 +45,15 @@ else:
 NEVER = np.int64(2**62)  # "no next use" / "cold miss" marker that compares greater than any real value
 
 
-@jit
-def item_sizes(item_bytes_by_layer, n_experts):
-    """Bytes of every item, laid out by item id."""
-    n_layers = item_bytes_by_layer.shape[0]
-    sizes = np.empty(n_layers * n_experts, np.int64)
-    for layer in range(n_layers):
+@jit_helper
+def item_sizes(item_bytes_by_layer, n_experts, sizes):
+    """Write the bytes of every item, laid out by item id, to ``sizes``."""
+    for layer in range(item_bytes_by_layer.shape[0]):
         for e in range(n_experts):
             sizes[layer * n_experts + e] = item_bytes_by_layer[layer]
-    return sizes
 
 
-@jit
-def new_lists(n_items, n_pools):
-    """Empty circular lists: ``prev``/``next`` with one self-linked sentinel per pool."""
-    prev = np.empty(n_items + n_pools, np.int32)
-    nxt = np.empty(n_items + n_pools, np.int32)
-    for node in range(n_items + n_pools):
-        prev[node] = node
-        nxt[node] = node
-    return prev, nxt
-
-
-@jit
+@jit_helper
 def unlink(prev, nxt, node):
     before = prev[node]
     after = nxt[node]
@@ -74,7 +61,7 @@ def unlink(prev, nxt, node):
     prev[after] = before
 
 
-@jit
+@jit_helper
 def link_after(prev, nxt, anchor, node):
     """Insert ``node`` right after ``anchor`` (after the sentinel = at the head, most recent)."""
     after = nxt[anchor]
@@ -105,16 +92,29 @@ def next_use_times(experts, n_experts):
     return next_use
 
 
-@jit
+@jit_helper
+def pool_starts(pool_of_layer, per_layer, starts):
+    """Write to ``starts`` (n_pools + 1) the offset of each pool's region in an array with ``per_layer``
+    entries for every layer of the pool; ``starts[n_pools]`` is the total."""
+    starts[:] = 0
+    for layer in range(pool_of_layer.shape[0]):
+        starts[pool_of_layer[layer] + 1] += per_layer
+    for p in range(starts.shape[0] - 1):
+        starts[p + 1] += starts[p]
+
+
+@jit_helper
 def largest_pool_items(pool_of_layer, n_pools, n_experts):
     """Experts in the largest pool (a pool holds every expert of the layers mapped to it): kernels size
-    their per-pool rings and bitsets from it."""
-    items_in_pool = np.empty(n_pools, np.int64)
-    items_in_pool[:] = 0
+    their per-pool rings and bitsets from it. Counted without a scratch array (see `jit_helper`)."""
     largest = 0
-    for layer in range(pool_of_layer.shape[0]):
-        items_in_pool[pool_of_layer[layer]] += n_experts
-        largest = max(largest, items_in_pool[pool_of_layer[layer]])
+    for p in range(n_pools):
+        n = 0
+        for layer in range(pool_of_layer.shape[0]):
+            if pool_of_layer[layer] == p:
+                n += n_experts
+        if n > largest:
+            largest = n
     return largest
 
 
@@ -124,7 +124,7 @@ def warmup_counts(experts, n_experts, warmup_tokens):
     n_tokens, n_layers, top_k = experts.shape
     counts = np.empty(n_layers * n_experts, np.int64)
     counts[:] = 0
-    for t in range(min(warmup_tokens, n_tokens)):
+    for t in range(warmup_tokens if warmup_tokens < n_tokens else n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
             for k in range(top_k):

@@ -1,14 +1,15 @@
-"""Expert-cache replacement policies, one private kernel each, all with one signature.
+"""Expert-cache replacement policies, all with one signature.
 
-``_replay_<policy>(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
-aux, misses_out)``
+``_replay_<kernel>(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
+aux, misses_out)``: `_replay_lru`, `_replay_fifo`, `_replay_static`, `_replay_s3fifo`, and `_replay_heap`
+for LFU and both Belady variants (one more argument, ``rule``: one kernel for three policies keeps the
+first compile short).
 
 - ``experts``: (n_tokens, n_layers, top_k) uint8/uint16 routed expert ids.
 - ``item_bytes_by_layer``: int64 (n_layers,) bytes of one expert in each layer.
 - ``pool_of_layer``: int64 (n_layers,) pool of each layer; ``pool_capacity``: int64 (n_pools,) bytes.
 - ``warmup_tokens``: the first tokens warm the cache but are not counted.
 - ``aux``: int64 policy input (Belady: next-use of every look-up; static: 1 for pinned items; else empty).
-  `_replay_belady` takes one more argument, ``bypass`` (see there).
 - ``misses_out``: int32 (n_tokens - warmup_tokens, n_layers), written with the misses of each counted
   (token, layer).
 
@@ -21,40 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.kernels._jit import jit
-from moesim.kernels.core import item_sizes, largest_pool_items, link_after, new_lists, trailing_zeros, unlink
+from moesim.kernels._jit import jit, jit_helper
+from moesim.kernels.core import item_sizes, largest_pool_items, link_after, pool_starts, trailing_zeros, unlink
 
 
-QUEUE_ENTRIES_PER_EXPERT = 16
 LRU_RING_PER_EXPERT = 4  # ring slots per expert of a pool: renumbering runs at most once per 3 x n_experts uses
-
-
-@jit
-def _queue_regions(pool_of_layer, n_pools, n_experts):
-    """Start of each pool's region in the recency queue. Compaction keeps at most one live entry per
-    expert, so it runs at most once per (QUEUE_ENTRIES_PER_EXPERT - 1) x n_experts pushes; 16 makes its
-    cost negligible while the queue still fits in L2 for DeepSeek-sized pools (~1 MB of int32)."""
-    starts = np.empty(n_pools + 1, np.int64)
-    starts[:] = 0
-    for layer in range(pool_of_layer.shape[0]):
-        starts[pool_of_layer[layer] + 1] += QUEUE_ENTRIES_PER_EXPERT * n_experts
-    for p in range(n_pools):
-        starts[p + 1] += starts[p]
-    return starts
-
-
-@jit
-def _queue_compact(queue, where, start, head, tail):
-    """Drop stale entries from one pool's queue region, keeping the order of the live ones and moving
-    them to the front of the region. Returns the new tail (the new head is ``start``)."""
-    kept = start
-    for index in range(head, tail):
-        item = queue[index]
-        if where[item] == index:
-            queue[kept] = item
-            where[item] = kept
-            kept += 1
-    return kept
 
 
 @jit
@@ -93,7 +65,8 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     tails[:] = 0
     used = np.empty(n_pools, np.int64)
     used[:] = 0
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
+    sizes = np.empty(n_items, np.int64)
+    item_sizes(item_bytes_by_layer, n_experts, sizes)
     one = np.uint64(1)
     for t in range(n_tokens):
         row = experts[t]
@@ -161,7 +134,7 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
                 misses_out[t - warmup_tokens, layer] = misses
 
 
-@jit
+@jit_helper
 def _first_live(live, words, word_mask, time):
     """First live time at or after ``time`` (one exists: the look-up just recorded)."""
     word = live[words + ((time >> 6) & word_mask)] >> np.uint64(time & 63)
@@ -173,22 +146,26 @@ def _first_live(live, words, word_mask, time):
 
 @jit
 def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """First in, first out: hits change nothing, a miss evicts the oldest insertion. Each resident has
-    exactly one queue entry (no stale entries), so the queue is the FIFO itself."""
+    """First in, first out: hits change nothing, a miss evicts the oldest insertion. A resident is in its
+    pool's queue exactly once, so the queue is a ring with one slot per expert of the pool.
+
+    Its own kernel rather than `prefetch._replay_lru_prefetch` without the move to the back: through that
+    kernel FIFO ran 20-25% slower (stale-entry and prefetch checks on every eviction and hit)."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
-    starts = _queue_regions(pool_of_layer, n_pools, n_experts)
-    queue = np.empty(starts[n_pools], np.int32)
-    head = np.empty(n_pools, np.int64)
+    sizes = np.empty(n_items, np.int64)
+    item_sizes(item_bytes_by_layer, n_experts, sizes)
+    starts = np.empty(n_pools + 1, np.int64)
+    pool_starts(pool_of_layer, n_experts, starts)
+    queue = np.empty(n_items, np.int32)
+    heads = np.empty(n_pools, np.int64)
+    tails = np.empty(n_pools, np.int64)
     for p in range(n_pools):
-        head[p] = starts[p]
-    tail = np.empty(n_pools, np.int64)
-    for p in range(n_pools):
-        tail[p] = starts[p]
-    where = np.empty(n_items, np.int32)  # index of the expert's queue entry, -1: not resident
-    where[:] = -1
+        heads[p] = starts[p]
+        tails[p] = starts[p]
+    resident = np.empty(n_items, np.int8)
+    resident[:] = 0
     used = np.empty(n_pools, np.int64)
     used[:] = 0
     for t in range(n_tokens):
@@ -200,25 +177,29 @@ def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
             misses = 0
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
-                if where[item] >= 0:
+                if resident[item]:
                     continue
                 misses += 1
                 in_use = used[pool]
+                head = heads[pool]
                 while in_use + size > capacity and in_use > 0:
-                    victim = queue[head[pool]]
-                    head[pool] += 1
-                    where[victim] = -1
+                    victim = queue[head]
+                    head += 1
+                    if head == starts[pool + 1]:
+                        head = starts[pool]
+                    resident[victim] = 0
                     in_use -= sizes[victim]
-                used[pool] = in_use
+                heads[pool] = head
                 if in_use + size <= capacity:
-                    used[pool] = in_use + size
-                    position = tail[pool]
-                    if position == starts[pool + 1]:
-                        position = _queue_compact(queue, where, starts[pool], head[pool], position)
-                        head[pool] = starts[pool]
-                    where[item] = position
-                    queue[position] = item
-                    tail[pool] = position + 1
+                    in_use += size
+                    tail = tails[pool]
+                    queue[tail] = item
+                    tail += 1
+                    if tail == starts[pool + 1]:
+                        tail = starts[pool]
+                    tails[pool] = tail
+                    resident[item] = 1
+                used[pool] = in_use
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
 
@@ -238,127 +219,21 @@ def _replay_static(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
             misses_out[t - warmup_tokens, layer] = misses
 
 
-# ---- indexed binary heaps (one region per pool) used by LFU and Belady --------------------------------
+# ---- LFU and Belady: one min-heap of int64 keys per pool -------------------------------------------
+
+HEAP_LFU = 0
+HEAP_BELADY = 1  # MIN with bypass (policy `belady`)
+HEAP_BELADY_DEMAND = 2  # MIN inserting every miss (policy `belady-demand`)
 
 
-@jit
-def _pool_regions(pool_of_layer, n_pools, n_experts):
-    """Start offset of each pool's heap region (a pool holds n_experts items per layer it owns)."""
-    starts = np.empty(n_pools + 1, np.int64)
-    starts[:] = 0
-    for layer in range(pool_of_layer.shape[0]):
-        starts[pool_of_layer[layer] + 1] += n_experts
-    for p in range(n_pools):
-        starts[p + 1] += starts[p]
-    return starts
-
-
-@jit
-def _lfu_before(a, b, freq, last):
-    """LFU eviction order: fewer uses first, then least recently used."""
-    return freq[a] < freq[b] or (freq[a] == freq[b] and last[a] < last[b])
-
-
-@jit
-def _lfu_sift_down(heap, start, count, pos, heap_pos, freq, last):
-    item = heap[start + pos]
-    while True:
-        child = 2 * pos + 1
-        if child >= count:
-            break
-        if child + 1 < count and _lfu_before(heap[start + child + 1], heap[start + child], freq, last):
-            child += 1
-        other = heap[start + child]
-        if not _lfu_before(other, item, freq, last):
-            break
-        heap[start + pos] = other
-        heap_pos[other] = pos
-        pos = child
-    heap[start + pos] = item
-    heap_pos[item] = pos
-
-
-@jit
-def _lfu_sift_up(heap, start, pos, heap_pos, freq, last):
-    item = heap[start + pos]
-    while pos > 0:
-        parent = (pos - 1) // 2
-        other = heap[start + parent]
-        if not _lfu_before(item, other, freq, last):
-            break
-        heap[start + pos] = other
-        heap_pos[other] = pos
-        pos = parent
-    heap[start + pos] = item
-    heap_pos[item] = pos
-
-
-@jit
-def _replay_lfu(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """Least frequently used, counting uses since the expert entered the cache (reset on eviction);
-    ties go to the least recently used. A min-heap per pool orders the residents."""
-    n_tokens, n_layers, top_k = experts.shape
-    n_items = n_layers * n_experts
-    n_pools = pool_capacity.shape[0]
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
-    starts = _pool_regions(pool_of_layer, n_pools, n_experts)
-    heap = np.empty(n_items, np.int64)
-    heap[:] = 0
-    count = np.empty(n_pools, np.int64)
-    count[:] = 0
-    heap_pos = np.empty(n_items, np.int64)
-    heap_pos[:] = -1
-    freq = np.empty(n_items, np.int64)
-    freq[:] = 0
-    last = np.empty(n_items, np.int64)
-    last[:] = 0
-    used = np.empty(n_pools, np.int64)
-    used[:] = 0
-    clock = 0
-    for t in range(n_tokens):
-        for layer in range(n_layers):
-            base = layer * n_experts
-            size = item_bytes_by_layer[layer]
-            pool = pool_of_layer[layer]
-            start = starts[pool]
-            capacity = pool_capacity[pool]
-            misses = 0
-            for k in range(top_k):
-                clock += 1
-                item = base + np.int64(experts[t, layer, k])
-                if heap_pos[item] >= 0:
-                    freq[item] += 1
-                    last[item] = clock
-                    _lfu_sift_down(heap, start, count[pool], heap_pos[item], heap_pos, freq, last)
-                else:
-                    misses += 1
-                    while used[pool] + size > capacity and count[pool] > 0:
-                        victim = heap[start]
-                        heap_pos[victim] = -1
-                        used[pool] -= sizes[victim]
-                        count[pool] -= 1
-                        if count[pool] > 0:
-                            heap[start] = heap[start + count[pool]]
-                            _lfu_sift_down(heap, start, count[pool], 0, heap_pos, freq, last)
-                    if used[pool] + size <= capacity:
-                        freq[item] = 1
-                        last[item] = clock
-                        heap[start + count[pool]] = item
-                        count[pool] += 1
-                        _lfu_sift_up(heap, start, count[pool] - 1, heap_pos, freq, last)
-                        used[pool] += size
-            if t >= warmup_tokens:
-                misses_out[t - warmup_tokens, layer] = misses
-
-
-@jit
-def _far_sift_up(heap, heap_key, start, pos, heap_pos):
-    """Max-heap on next use, keys stored beside the items so sifting touches one cache line per level."""
+@jit_helper
+def _sift_up(heap, heap_key, heap_pos, start, pos):
+    """Keys are stored beside the items so that sifting touches one cache line per level."""
     item = heap[start + pos]
     key = heap_key[start + pos]
     while pos > 0:
-        parent = (pos - 1) // 2
-        if heap_key[start + parent] >= key:
+        parent = (pos - 1) >> 1
+        if heap_key[start + parent] <= key:
             break
         other = heap[start + parent]
         heap[start + pos] = other
@@ -370,17 +245,17 @@ def _far_sift_up(heap, heap_key, start, pos, heap_pos):
     heap_pos[item] = pos
 
 
-@jit
-def _far_sift_down(heap, heap_key, start, count, pos, heap_pos):
+@jit_helper
+def _sift_down(heap, heap_key, heap_pos, start, count, pos):
     item = heap[start + pos]
     key = heap_key[start + pos]
     while True:
         child = 2 * pos + 1
         if child >= count:
             break
-        if child + 1 < count and heap_key[start + child + 1] > heap_key[start + child]:
+        if child + 1 < count and heap_key[start + child + 1] < heap_key[start + child]:
             child += 1
-        if heap_key[start + child] <= key:
+        if heap_key[start + child] >= key:
             break
         other = heap[start + child]
         heap[start + pos] = other
@@ -393,30 +268,38 @@ def _far_sift_down(heap, heap_key, start, count, pos, heap_pos):
 
 
 @jit
-def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out,
-                   bypass):
-    """Belady's MIN: ``aux`` holds each look-up's next use (``next_use_times``); on a miss, residents
-    are evicted furthest-next-use first.
+def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out,
+                 rule):
+    """Policies that evict the resident with the smallest key, kept in a min-heap per pool. ``rule``:
 
-    - ``bypass=True`` (policy `belady`): only residents used later than the new expert are evicted; if
-      it still does not fit it bypasses the cache. With one expert size this is the optimal offline
-      policy; with mixed sizes it is the classic size-unaware heuristic (not optimal).
-    - ``bypass=False`` (policy `belady-demand`, libCacheSim's `Belady`): every miss is inserted; optimal
-      among policies that must insert every miss.
-    One kernel with a flag rather than two: each extra kernel costs a compile."""
+    - `HEAP_LFU`: least frequently used, counting uses since the expert entered the cache (reset on
+      eviction), ties to the least recently used. Key ``uses x stride + time of last use`` with
+      ``stride`` above every look-up index orders (uses, last use) exactly while n_look-ups^2 < 2^63.
+    - `HEAP_BELADY`: Belady's MIN; ``aux`` holds each look-up's next use (``next_use_times``), the key
+      is its negation, so the furthest next use is evicted first. Only residents used later than the
+      new expert are evicted; if it still does not fit it bypasses the cache. With one expert size
+      this is the optimal offline policy; with mixed sizes the classic size-unaware heuristic.
+    - `HEAP_BELADY_DEMAND`: MIN that inserts every miss (libCacheSim's `Belady`), optimal among
+      policies that must insert every miss.
+    One kernel for the three: each kernel costs a compile, and negating Belady's keys turns its
+    max-heap into this min-heap with the same comparisons, so evictions (ties included) are unchanged."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
-    starts = _pool_regions(pool_of_layer, n_pools, n_experts)
+    lfu = rule == HEAP_LFU
+    bypass = rule == HEAP_BELADY
+    stride = n_tokens * n_layers * top_k + 1
+    sizes = np.empty(n_items, np.int64)
+    item_sizes(item_bytes_by_layer, n_experts, sizes)
+    starts = np.empty(n_pools + 1, np.int64)
+    pool_starts(pool_of_layer, n_experts, starts)
     heap = np.empty(n_items, np.int64)
-    heap[:] = 0
-    count = np.empty(n_pools, np.int64)
-    count[:] = 0
-    heap_key = np.empty(n_items, np.int64)  # next use of the item at the same heap slot
-    heap_key[:] = 0
+    heap_key = np.empty(n_items, np.int64)
     heap_pos = np.empty(n_items, np.int64)
     heap_pos[:] = -1
+    uses = np.empty(n_items, np.int64)  # LFU only
+    count = np.empty(n_pools, np.int64)
+    count[:] = 0
     used = np.empty(n_pools, np.int64)
     used[:] = 0
     position = 0
@@ -430,31 +313,45 @@ def _replay_belady(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
             misses = 0
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
-                upcoming = aux[position]
-                position += 1
-                if heap_pos[item] >= 0:
-                    slot = heap_pos[item]
-                    heap_key[start + slot] = upcoming
-                    _far_sift_up(heap, heap_key, start, slot, heap_pos)
+                slot = heap_pos[item]
+                if slot >= 0:
+                    if lfu:
+                        uses[item] += 1
+                        key = uses[item] * stride + position
+                    else:
+                        key = -aux[position]
+                    previous = heap_key[start + slot]
+                    heap_key[start + slot] = key
+                    if key < previous:
+                        _sift_up(heap, heap_key, heap_pos, start, slot)
+                    else:
+                        _sift_down(heap, heap_key, heap_pos, start, count[pool], slot)
                 else:
                     misses += 1
-                    while used[pool] + size > capacity and count[pool] > 0:
-                        victim = heap[start]
-                        if bypass and heap_key[start] <= upcoming:
+                    key = stride + position if lfu else -aux[position]
+                    in_use = used[pool]
+                    n = count[pool]
+                    while in_use + size > capacity and n > 0:
+                        if bypass and heap_key[start] >= key:
                             break
+                        victim = heap[start]
                         heap_pos[victim] = -1
-                        used[pool] -= sizes[victim]
-                        count[pool] -= 1
-                        if count[pool] > 0:
-                            heap[start] = heap[start + count[pool]]
-                            heap_key[start] = heap_key[start + count[pool]]
-                            _far_sift_down(heap, heap_key, start, count[pool], 0, heap_pos)
-                    if used[pool] + size <= capacity:
-                        heap[start + count[pool]] = item
-                        heap_key[start + count[pool]] = upcoming
-                        count[pool] += 1
-                        _far_sift_up(heap, heap_key, start, count[pool] - 1, heap_pos)
-                        used[pool] += size
+                        in_use -= sizes[victim]
+                        n -= 1
+                        if n > 0:
+                            heap[start] = heap[start + n]
+                            heap_key[start] = heap_key[start + n]
+                            _sift_down(heap, heap_key, heap_pos, start, n, 0)
+                    if in_use + size <= capacity:
+                        uses[item] = 1
+                        heap[start + n] = item
+                        heap_key[start + n] = key
+                        _sift_up(heap, heap_key, heap_pos, start, n)
+                        n += 1
+                        in_use += size
+                    used[pool] = in_use
+                    count[pool] = n
+                position += 1
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
 
@@ -479,8 +376,14 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
-    prev, nxt = new_lists(n_items, 2 * n_pools)  # sentinel n_items + 2p: small, + 2p + 1: main
+    sizes = np.empty(n_items, np.int64)
+    item_sizes(item_bytes_by_layer, n_experts, sizes)
+    # circular lists, one self-linked sentinel per queue: n_items + 2p: small, + 2p + 1: main
+    prev = np.empty(n_items + 2 * n_pools, np.int32)
+    nxt = np.empty(n_items + 2 * n_pools, np.int32)
+    for node in range(n_items + 2 * n_pools):
+        prev[node] = node
+        nxt[node] = node
     queue = np.empty(n_items, np.int8)  # 0: absent, 1: small, 2: main
     queue[:] = 0
     freq = np.empty(n_items, np.int8)
@@ -517,7 +420,7 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
                     evicted = False
                     if small_bytes[pool] >= small_cap[pool] or main_bytes[pool] == 0:
                         while small_bytes[pool] > 0:
-                            victim = prev[small_head]
+                            victim = np.int64(prev[small_head])
                             unlink(prev, nxt, victim)
                             small_bytes[pool] -= sizes[victim]
                             if freq[victim] >= 1:
@@ -532,7 +435,7 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
                                 evicted = True
                                 break
                     while not evicted:
-                        victim = prev[main_head]
+                        victim = np.int64(prev[main_head])
                         unlink(prev, nxt, victim)
                         if freq[victim] > 0:
                             freq[victim] -= 1

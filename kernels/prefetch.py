@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.kernels._jit import jit
-from moesim.kernels.core import item_sizes
-from moesim.kernels.policies import _queue_compact, _queue_regions
+from moesim.kernels._jit import jit, jit_helper
+from moesim.kernels.core import item_sizes, pool_starts
 
 NOT_PREFETCHED = 0
 PREFETCHED_UNCOUNTED = 1  # loaded during warm-up: its use or waste is not counted either
 PREFETCHED_COUNTED = 2
+# Queue entries per expert of a pool. Compaction keeps at most one live entry per expert, so it runs at
+# most once per 15 x n_experts pushes; 16 makes its cost negligible while the queue still fits in L2 for
+# DeepSeek-sized pools (~1 MB of int32).
+QUEUE_ENTRIES_PER_EXPERT = 16
 
 
-@jit
-def _make_room(queue, where, pending, sizes, head, in_use, size, capacity):
-    """Evict LRU residents until ``size`` more bytes fit or the pool is empty.
-    Returns (head, in_use, wasted bytes of counted prefetches evicted unused)."""
+@jit_helper
+def _admit(queue, where, pending, sizes, heads, used, pool, size, capacity):
+    """Evict the oldest residents of ``pool`` until ``size`` more bytes fit or the pool is empty, and
+    reserve the bytes if they fit. Returns (admitted, wasted bytes of counted prefetches evicted unused)."""
+    head = heads[pool]
+    in_use = used[pool]
     wasted = 0
     while in_use + size > capacity and in_use > 0:
         victim = queue[head]
-        while where[victim] != head:
+        while where[victim] != head:  # stale: the expert was pushed again later
             head += 1
             victim = queue[head]
         head += 1
@@ -40,55 +45,52 @@ def _make_room(queue, where, pending, sizes, head, in_use, size, capacity):
         if pending[victim] == PREFETCHED_COUNTED:
             wasted += sizes[victim]
         pending[victim] = NOT_PREFETCHED
-    return head, in_use, wasted
-
-
-@jit
-def _admit(queue, where, pending, sizes, heads, used, pool, size, capacity):
-    """Make room for ``size`` bytes in ``pool`` (updating its head and bytes in use) and reserve them if
-    they fit. Returns (admitted, wasted bytes of counted prefetches evicted unused)."""
-    head, in_use, wasted = _make_room(queue, where, pending, sizes, heads[pool], used[pool], size, capacity)
     heads[pool] = head
-    used[pool] = in_use
     if in_use + size > capacity:
+        used[pool] = in_use
         return False, wasted
     used[pool] = in_use + size
     return True, wasted
 
 
-@jit
-def _push(queue, where, starts, heads, tails, pool, item):
-    """Append ``item`` as the pool's most recent use, compacting the pool's queue region when it is full."""
-    tail = tails[pool]
-    if tail == starts[pool + 1]:
-        tail = _queue_compact(queue, where, starts[pool], heads[pool], tail)
-        heads[pool] = starts[pool]
-    where[item] = tail
-    queue[tail] = item
-    tails[pool] = tail + 1
+@jit_helper
+def _compact(queue, where, start, head, tail):
+    """Drop stale entries from one pool's full queue region, keeping the order of the live ones and
+    moving them to the front of the region. Returns the new tail (the new head is ``start``)."""
+    kept = start
+    for index in range(head, tail):
+        item = queue[index]
+        if where[item] == index:
+            queue[kept] = item
+            where[item] = kept
+            kept += 1
+    return kept
 
 
 @jit
 def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
                          predicted, misses_out, prefetch_bytes_out, useful_bytes_out, totals_out):
-    """LRU replay with prefetch. ``totals_out`` receives (prefetched, useful, wasted) bytes."""
+    """LRU replay with prefetch, as a queue of uses per pool: a use appends the expert and leaves its
+    older entry stale, eviction pops the oldest live entry. ``totals_out`` receives (prefetched, useful,
+    wasted) bytes."""
     n_tokens, n_layers, top_k = experts.shape
     width = predicted.shape[2]
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    sizes = item_sizes(item_bytes_by_layer, n_experts)
-    starts = _queue_regions(pool_of_layer, n_pools, n_experts)
+    sizes = np.empty(n_items, np.int64)
+    item_sizes(item_bytes_by_layer, n_experts, sizes)
+    starts = np.empty(n_pools + 1, np.int64)
+    pool_starts(pool_of_layer, QUEUE_ENTRIES_PER_EXPERT * n_experts, starts)
     queue = np.empty(starts[n_pools], np.int32)
     heads = np.empty(n_pools, np.int64)
-    for p in range(n_pools):
-        heads[p] = starts[p]
     tails = np.empty(n_pools, np.int64)
     for p in range(n_pools):
+        heads[p] = starts[p]
         tails[p] = starts[p]
-    where = np.empty(n_items, np.int32)
+    where = np.empty(n_items, np.int32)  # index of the expert's live queue entry, -1: not resident
     where[:] = -1
     pending = np.empty(n_items, np.int8)
-    pending[:] = 0
+    pending[:] = NOT_PREFETCHED
     used = np.empty(n_pools, np.int64)
     used[:] = 0
     prefetched_total = 0
@@ -116,7 +118,15 @@ def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer,
                         if counted:
                             useful_bytes_out[t - warmup_tokens] += size
                     pending[item] = NOT_PREFETCHED
-                _push(queue, where, starts, heads, tails, pool, item)
+                # appended at the back here and below rather than through a helper: LLVM does not inline
+                # one that takes five arrays, and the call made this replay ~2x slower
+                tail = tails[pool]
+                if tail == starts[pool + 1]:
+                    tail = _compact(queue, where, starts[pool], heads[pool], tail)
+                    heads[pool] = starts[pool]
+                where[item] = tail
+                queue[tail] = item
+                tails[pool] = tail + 1
             if counted:
                 misses_out[t - warmup_tokens, layer] = misses
             # prefetch for the next position
@@ -147,7 +157,13 @@ def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer,
                     prefetch_bytes_out[t - warmup_tokens] += size
                 else:
                     pending[item] = PREFETCHED_UNCOUNTED
-                _push(queue, where, starts, heads, tails, pool, item)
+                tail = tails[pool]
+                if tail == starts[pool + 1]:
+                    tail = _compact(queue, where, starts[pool], heads[pool], tail)
+                    heads[pool] = starts[pool]
+                where[item] = tail
+                queue[tail] = item
+                tails[pool] = tail + 1
     for item in range(n_items):
         if pending[item] == PREFETCHED_COUNTED:
             wasted_total += sizes[item]
@@ -162,12 +178,12 @@ def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
     a wrong expert, ``wrong_draws[t, l, k]`` in [0, n_experts - top_k) indexing the experts not routed
     at (t, l) in id order. A wrong guess that repeats an earlier guess of the same position is dropped."""
     n_tokens, n_layers, top_k = experts.shape
-    routed = np.empty(n_experts, np.bool_)
-    routed[:] = False
+    routed = np.empty(n_experts, np.int8)  # int8, not bool: one less np.empty to compile
+    routed[:] = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
             for k in range(top_k):
-                routed[experts[t, layer, k]] = True
+                routed[experts[t, layer, k]] = 1
             for k in range(top_k):
                 if keep[t, layer, k]:
                     out[t, layer, k] = experts[t, layer, k]
@@ -175,7 +191,7 @@ def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
                 rank = wrong_draws[t, layer, k]
                 guess = -1
                 for e in range(n_experts):
-                    if not routed[e]:
+                    if routed[e] == 0:
                         if rank == 0:
                             guess = e
                             break
@@ -185,40 +201,55 @@ def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
                         guess = -1
                 out[t, layer, k] = guess
             for k in range(top_k):
-                routed[experts[t, layer, k]] = False
+                routed[experts[t, layer, k]] = 0
 
 
 @jit
-def _cooccurrence_counts(experts, n_experts, n_train_tokens):
-    """``counts[l, a, b]``: how often expert b was routed at the position after one routing expert a at
-    layer l (layer l + 1, or layer 0 of the next token after the last layer), over the first tokens."""
+def _predict_cooccurrence(experts, n_train_tokens, counts, successors, out):
+    """Co-occurrence predictor, learned and applied in one kernel.
+
+    1. ``counts[l, a, b]`` (zeros on entry): how often expert b was routed at the position after one
+       routing expert a at layer l (layer l + 1, or layer 0 of the next token after the last layer),
+       over the first ``n_train_tokens`` tokens.
+    2. ``successors[l, a, :]``: a's best successors after layer l -- positive counts only, higher count
+       first, then lower id; -1 padded.
+    3. For each position, score the candidate experts (the successors of the experts routed at the
+       previous position) by their summed counts; ``out`` keeps the best ``width`` with a positive
+       score, higher score first, then lower id.
+    """
     n_tokens, n_layers, top_k = experts.shape
-    counts = np.empty((n_layers, n_experts, n_experts), np.int32)
-    counts[:] = 0
-    for t in range(min(n_train_tokens, n_tokens)):
+    n_experts = counts.shape[1]
+    width = out.shape[2]
+    n_train = n_train_tokens if n_train_tokens < n_tokens else n_tokens
+    for t in range(n_train):
         for layer in range(n_layers):
             next_t = t
             next_layer = layer + 1
             if next_layer == n_layers:
                 next_t = t + 1
                 next_layer = 0
-            if next_t >= min(n_train_tokens, n_tokens):
+            if next_t >= n_train:
                 continue
             for i in range(top_k):
                 a = experts[t, layer, i]
                 for j in range(top_k):
                     counts[layer, a, experts[next_t, next_layer, j]] += 1
-    return counts
-
-
-@jit
-def _predict_cooccurrence(experts, counts, successors, out):
-    """For each position, score the candidate experts (the best learned successors of the experts
-    routed at the previous position) by their summed co-occurrence counts; keep the best ``width``
-    with a positive score, higher score first, then lower id. ``successors[l, a]``: a's best successors
-    after layer l (-1 padded)."""
-    n_tokens, n_layers, top_k = experts.shape
-    width = out.shape[2]
+    for layer in range(n_layers):
+        for a in range(n_experts):
+            # selection in (count descending, id ascending) order: each pick comes after the previous one
+            previous_count = np.int64(1) << 40
+            previous_b = -1
+            for j in range(successors.shape[2]):
+                best = -1
+                best_count = 0
+                for b in range(n_experts):
+                    c = np.int64(counts[layer, a, b])
+                    if c > best_count and (c < previous_count or (c == previous_count and b > previous_b)):
+                        best = b
+                        best_count = c
+                successors[layer, a, j] = best
+                previous_count = best_count
+                previous_b = best
     n_candidates = top_k * successors.shape[2]
     candidate = np.empty(n_candidates, np.int64)
     score = np.empty(n_candidates, np.int64)
@@ -253,7 +284,7 @@ def _predict_cooccurrence(experts, counts, successors, out):
                     candidate[n] = b
                     score[n] = total
                     n += 1
-            for j in range(min(width, n)):
+            for j in range(width if width < n else n):
                 best = -1
                 for c in range(n):
                     if score[c] > 0 and (best < 0 or score[c] > score[best]

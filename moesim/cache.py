@@ -55,24 +55,20 @@ class PolicyKind(IntEnum):
 
 
 def _kernel(kind: PolicyKind):
+    """The kernel of a policy and its arguments after the common ones (see `kernels/policies.py`)."""
     from moesim.kernels import policies
 
-    return {
-        PolicyKind.LRU: policies._replay_lru,
-        PolicyKind.LFU: policies._replay_lfu,
-        PolicyKind.FIFO: policies._replay_fifo,
-        PolicyKind.STATIC: policies._replay_static,
-        PolicyKind.BELADY: policies._replay_belady,
-        PolicyKind.S3FIFO: policies._replay_s3fifo,
-        PolicyKind.BELADY_DEMAND: policies._replay_belady,
-    }[kind]
-
-
-def _extra_args(kind: PolicyKind) -> tuple:
-    """Arguments after the common ones (the two Belady variants share one kernel)."""
-    if kind in (PolicyKind.BELADY, PolicyKind.BELADY_DEMAND):
-        return (kind is PolicyKind.BELADY,)
-    return ()
+    if kind is PolicyKind.LRU:
+        return policies._replay_lru, ()
+    if kind is PolicyKind.STATIC:
+        return policies._replay_static, ()
+    if kind is PolicyKind.S3FIFO:
+        return policies._replay_s3fifo, ()
+    if kind is PolicyKind.FIFO:
+        return policies._replay_fifo, ()
+    rule = {PolicyKind.LFU: policies.HEAP_LFU, PolicyKind.BELADY: policies.HEAP_BELADY,
+            PolicyKind.BELADY_DEMAND: policies.HEAP_BELADY_DEMAND}[kind]
+    return policies._replay_heap, (rule,)
 
 
 POLICIES: tuple[str, ...] = tuple(str(k) for k in PolicyKind)
@@ -273,8 +269,8 @@ def replay(
             aux = static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts, warmup_tokens)
         else:
             aux = np.zeros(0, np.int64)
-        _kernel(kind)(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, aux, misses,
-                      *_extra_args(kind))
+        kernel, extra = _kernel(kind)
+        kernel(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, aux, misses, *extra)
     return _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result)
 
 
@@ -331,11 +327,9 @@ def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, w
     else:
         if warmup_tokens < 2:
             raise MoesimError("the cooccurrence predictor learns on the warm-up prefix: give at least 2 warm-up tokens")
-        counts = kernels._cooccurrence_counts(experts, n_experts, warmup_tokens)
-        order = np.argsort(-counts, axis=2, kind="stable")[:, :, :width]
-        best = np.take_along_axis(counts, order, axis=2)
-        successors = np.where(best > 0, order, -1).astype(np.int64)
-        kernels._predict_cooccurrence(experts, counts, successors, out)
+        counts = np.zeros((n_layers, n_experts, n_experts), np.int32)
+        successors = np.empty((n_layers, n_experts, min(width, n_experts)), np.int64)
+        kernels._predict_cooccurrence(experts, warmup_tokens, counts, successors, out)
     return out
 
 
