@@ -41,7 +41,9 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     needed and applied with arithmetic, not a branch: on this stream about half the look-ups miss, so
     a hit/miss branch is mispredicted often and costs more than the spare work. Times live in a ring of
     ``ring`` slots per pool; when the live window nears the ring's size (a cache that rarely evicts), the
-    live times are renumbered to the newest ones, keeping their order."""
+    live times are renumbered to the newest ones, keeping their order. An expert larger than its pool
+    needs no special case: it is recorded as the newest use, then evicted after every other resident.
+    """
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
@@ -97,36 +99,28 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
                     queue[slots + (time & slot_mask)] = renumbered[j]
                     last[renumbered[j]] = time
                     live[words + ((time >> 6) & word_mask)] |= one << np.uint64(time & 63)
-            if size > capacity:
-                # never fits: every look-up misses and empties the pool (see the module docstring)
-                misses = top_k
-                for time in range(head, tail):
-                    live[words + ((time >> 6) & word_mask)] = np.uint64(0)
-                head = tail
-                in_use = 0
-            else:
-                for k in range(top_k):
-                    item = base + np.int64(row[layer, k])
-                    previous = np.int64(last[item])
-                    hit = previous >= head
-                    last[item] = tail
-                    queue[slots + (tail & slot_mask)] = item
-                    live[words + ((previous >> 6) & word_mask)] &= ~((one << np.uint64(previous & 63)) * np.uint64(hit))
-                    live[words + ((tail >> 6) & word_mask)] |= one << np.uint64(tail & 63)
-                    tail += 1
-                    miss = 1 - np.int64(hit)
-                    misses += miss
-                    in_use += miss * size
+            for k in range(top_k):
+                item = base + np.int64(row[layer, k])
+                previous = np.int64(last[item])
+                hit = previous >= head
+                last[item] = tail
+                queue[slots + (tail & slot_mask)] = item
+                live[words + ((previous >> 6) & word_mask)] &= ~((one << np.uint64(previous & 63)) * np.uint64(hit))
+                live[words + ((tail >> 6) & word_mask)] |= one << np.uint64(tail & 63)
+                tail += 1
+                miss = 1 - np.int64(hit)
+                misses += miss
+                in_use += miss * size
+                oldest = _first_live(live, words, word_mask, head)
+                evict = np.int64(in_use > capacity)
+                live[words + ((oldest >> 6) & word_mask)] &= ~((one << np.uint64(oldest & 63)) * np.uint64(evict))
+                head += evict * (oldest + 1 - head)
+                in_use -= evict * sizes[queue[slots + (oldest & slot_mask)]]
+                while in_use > capacity:  # mixed sizes: a big expert can need several evictions
                     oldest = _first_live(live, words, word_mask, head)
-                    evict = np.int64(in_use > capacity)
-                    live[words + ((oldest >> 6) & word_mask)] &= ~((one << np.uint64(oldest & 63)) * np.uint64(evict))
-                    head += evict * (oldest + 1 - head)
-                    in_use -= evict * sizes[queue[slots + (oldest & slot_mask)]]
-                    while in_use > capacity:  # mixed sizes: a big expert can need several evictions
-                        oldest = _first_live(live, words, word_mask, head)
-                        live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
-                        head = oldest + 1
-                        in_use -= sizes[queue[slots + (oldest & slot_mask)]]
+                    live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
+                    head = oldest + 1
+                    in_use -= sizes[queue[slots + (oldest & slot_mask)]]
             heads[pool] = head
             tails[pool] = tail
             used[pool] = in_use
@@ -407,7 +401,11 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
             small_head = n_items + 2 * pool
             main_head = small_head + 1
             capacity = pool_capacity[pool]
-            ghost_window = capacity - small_cap[pool]
+            small_share = small_cap[pool]
+            # the pool's byte counts and ghost clock live in locals for the group
+            small = small_bytes[pool]
+            main = main_bytes[pool]
+            clock = ghost_clock[pool]
             misses = 0
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
@@ -416,24 +414,23 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
                         freq[item] += 1
                     continue
                 misses += 1
-                while small_bytes[pool] + main_bytes[pool] + size > capacity and small_bytes[pool] + main_bytes[pool] > 0:
+                while small + main + size > capacity and small + main > 0:
                     evicted = False
-                    if small_bytes[pool] >= small_cap[pool] or main_bytes[pool] == 0:
-                        while small_bytes[pool] > 0:
+                    if small >= small_share or main == 0:
+                        while small > 0 and not evicted:
                             victim = np.int64(prev[small_head])
                             unlink(prev, nxt, victim)
-                            small_bytes[pool] -= sizes[victim]
+                            small -= sizes[victim]
                             if freq[victim] >= 1:
                                 freq[victim] = 0
                                 queue[victim] = 2
                                 link_after(prev, nxt, main_head, victim)
-                                main_bytes[pool] += sizes[victim]
+                                main += sizes[victim]
                             else:
                                 queue[victim] = 0
-                                ghost_clock[pool] += sizes[victim]
-                                ghost_stamp[victim] = ghost_clock[pool]
+                                clock += sizes[victim]
+                                ghost_stamp[victim] = clock
                                 evicted = True
-                                break
                     while not evicted:
                         victim = np.int64(prev[main_head])
                         unlink(prev, nxt, victim)
@@ -442,19 +439,23 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
                             link_after(prev, nxt, main_head, victim)
                         else:
                             queue[victim] = 0
-                            main_bytes[pool] -= sizes[victim]
+                            main -= sizes[victim]
                             evicted = True
-                if small_bytes[pool] + main_bytes[pool] + size <= capacity:
+                if small + main + size <= capacity:
                     freq[item] = 0
                     stamp = ghost_stamp[item]
-                    if stamp >= 0 and ghost_clock[pool] - stamp < ghost_window:
+                    if stamp >= 0 and clock - stamp < capacity - small_share:
                         ghost_stamp[item] = -1
                         queue[item] = 2
-                        link_after(prev, nxt, main_head, item)
-                        main_bytes[pool] += size
+                        anchor = main_head
+                        main += size
                     else:
                         queue[item] = 1
-                        link_after(prev, nxt, small_head, item)
-                        small_bytes[pool] += size
+                        anchor = small_head
+                        small += size
+                    link_after(prev, nxt, anchor, item)
+            small_bytes[pool] = small
+            main_bytes[pool] = main
+            ghost_clock[pool] = clock
             if t >= warmup_tokens:
                 misses_out[t - warmup_tokens, layer] = misses
