@@ -205,54 +205,19 @@ def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
 
 
 @jit
-def _predict_cooccurrence(experts, n_train_tokens, counts, successors, out):
-    """Co-occurrence predictor, learned and applied in one kernel.
-
-    1. ``counts[l, a, b]`` (zeros on entry): how often expert b was routed at the position after one
-       routing expert a at layer l (layer l + 1, or layer 0 of the next token after the last layer),
-       over the first ``n_train_tokens`` tokens.
-    2. ``successors[l, a, :]``: a's best successors after layer l -- positive counts only, higher count
-       first, then lower id; -1 padded.
-    3. For each position, score the candidate experts (the successors of the experts routed at the
-       previous position) by their summed counts; ``out`` keeps the best ``width`` with a positive
-       score, higher score first, then lower id.
-    """
+def _predict_cooccurrence(experts, counts, successors, out):
+    """For each position, score the candidate experts (the best learned successors of the experts
+    routed at the previous position) by their summed co-occurrence counts; keep the best ``width``
+    with a positive score, higher score first, then lower id. ``counts[l, a, b]``: how often b followed
+    a after layer l on the training prefix; ``successors[l, a]``: a's best successors after layer l
+    (-1 padded). Both are learned by the wrapper with NumPy (one bincount, one partition)."""
     n_tokens, n_layers, top_k = experts.shape
-    n_experts = counts.shape[1]
     width = out.shape[2]
-    n_train = n_train_tokens if n_train_tokens < n_tokens else n_tokens
-    for t in range(n_train):
-        for layer in range(n_layers):
-            next_t = t
-            next_layer = layer + 1
-            if next_layer == n_layers:
-                next_t = t + 1
-                next_layer = 0
-            if next_t >= n_train:
-                continue
-            for i in range(top_k):
-                a = experts[t, layer, i]
-                for j in range(top_k):
-                    counts[layer, a, experts[next_t, next_layer, j]] += 1
-    for layer in range(n_layers):
-        for a in range(n_experts):
-            # selection in (count descending, id ascending) order: each pick comes after the previous one
-            previous_count = np.int64(1) << 40
-            previous_b = -1
-            for j in range(successors.shape[2]):
-                best = -1
-                best_count = 0
-                for b in range(n_experts):
-                    c = np.int64(counts[layer, a, b])
-                    if c > best_count and (c < previous_count or (c == previous_count and b > previous_b)):
-                        best = b
-                        best_count = c
-                successors[layer, a, j] = best
-                previous_count = best_count
-                previous_b = best
     n_candidates = top_k * successors.shape[2]
     candidate = np.empty(n_candidates, np.int64)
     score = np.empty(n_candidates, np.int64)
+    seen = np.empty(counts.shape[2], np.int64)  # position at which an expert last became a candidate
+    seen[:] = -1
     for t in range(n_tokens):
         for layer in range(n_layers):
             for j in range(width):
@@ -264,6 +229,7 @@ def _predict_cooccurrence(experts, n_train_tokens, counts, successors, out):
                 prev_layer = n_layers - 1
             if prev_t < 0:
                 continue
+            position = t * n_layers + layer
             n = 0
             for i in range(top_k):
                 a = experts[prev_t, prev_layer, i]
@@ -271,13 +237,9 @@ def _predict_cooccurrence(experts, n_train_tokens, counts, successors, out):
                     b = successors[prev_layer, a, j]
                     if b < 0:
                         break
-                    duplicate = False
-                    for c in range(n):
-                        if candidate[c] == b:
-                            duplicate = True
-                            break
-                    if duplicate:
+                    if seen[b] == position:
                         continue
+                    seen[b] = position
                     total = 0
                     for i2 in range(top_k):
                         total += counts[prev_layer, experts[prev_t, prev_layer, i2], b]
