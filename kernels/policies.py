@@ -55,18 +55,20 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     ring_words = ring // 64
     word_mask = ring_words - 1
     live = np.empty(n_pools * ring_words, np.uint64)
-    live[:] = 0
-    queue = np.empty(n_pools * ring, np.int32)  # expert of each live time
-    queue[:] = 0
+    for word in range(n_pools * ring_words):
+        live[word] = 0
+    queue = np.empty(n_pools * ring, np.int32)  # expert of each live time (only live times are read)
     renumbered = np.empty(largest_pool, np.int32)
     last = np.empty(n_items, np.int32)  # latest use; far below every head: never used
-    last[:] = -(1 << 30)
+    for item in range(n_items):
+        last[item] = -(1 << 30)
     heads = np.empty(n_pools, np.int64)
-    heads[:] = 0
     tails = np.empty(n_pools, np.int64)
-    tails[:] = 0
     used = np.empty(n_pools, np.int64)
-    used[:] = 0
+    for p in range(n_pools):
+        heads[p] = 0
+        tails[p] = 0
+        used[p] = 0
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
     one = np.uint64(1)
@@ -155,13 +157,14 @@ def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
     queue = np.empty(n_items, np.int32)
     heads = np.empty(n_pools, np.int64)
     tails = np.empty(n_pools, np.int64)
+    used = np.empty(n_pools, np.int64)
     for p in range(n_pools):
         heads[p] = starts[p]
         tails[p] = starts[p]
+        used[p] = 0
     resident = np.empty(n_items, np.int8)
-    resident[:] = 0
-    used = np.empty(n_pools, np.int64)
-    used[:] = 0
+    for item in range(n_items):
+        resident[item] = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
@@ -290,12 +293,14 @@ def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
     heap = np.empty(n_items, np.int64)
     heap_key = np.empty(n_items, np.int64)
     heap_pos = np.empty(n_items, np.int64)
-    heap_pos[:] = -1
+    for item in range(n_items):
+        heap_pos[item] = -1
     uses = np.empty(n_items, np.int64)  # LFU only
     count = np.empty(n_pools, np.int64)
-    count[:] = 0
     used = np.empty(n_pools, np.int64)
-    used[:] = 0
+    for p in range(n_pools):
+        count[p] = 0
+        used[p] = 0
     position = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
@@ -379,19 +384,20 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
         prev[node] = node
         nxt[node] = node
     queue = np.empty(n_items, np.int8)  # 0: absent, 1: small, 2: main
-    queue[:] = 0
     freq = np.empty(n_items, np.int8)
-    freq[:] = 0
     ghost_stamp = np.empty(n_items, np.int64)
-    ghost_stamp[:] = -1
+    for item in range(n_items):
+        queue[item] = 0
+        freq[item] = 0
+        ghost_stamp[item] = -1
     ghost_clock = np.empty(n_pools, np.int64)
-    ghost_clock[:] = 0
     small_bytes = np.empty(n_pools, np.int64)
-    small_bytes[:] = 0
     main_bytes = np.empty(n_pools, np.int64)
-    main_bytes[:] = 0
     small_cap = np.empty(n_pools, np.int64)
     for p in range(n_pools):
+        ghost_clock[p] = 0
+        small_bytes[p] = 0
+        main_bytes[p] = 0
         small_cap[p] = pool_capacity[p] * S3FIFO_SMALL_PERCENT // 100
     for t in range(n_tokens):
         for layer in range(n_layers):

@@ -84,15 +84,16 @@ def _replay_lru_prefetch(experts, n_experts, item_bytes_by_layer, pool_of_layer,
     queue = np.empty(starts[n_pools], np.int32)
     heads = np.empty(n_pools, np.int64)
     tails = np.empty(n_pools, np.int64)
+    used = np.empty(n_pools, np.int64)
     for p in range(n_pools):
         heads[p] = starts[p]
         tails[p] = starts[p]
+        used[p] = 0
     where = np.empty(n_items, np.int32)  # index of the expert's live queue entry, -1: not resident
-    where[:] = -1
     pending = np.empty(n_items, np.int8)
-    pending[:] = NOT_PREFETCHED
-    used = np.empty(n_pools, np.int64)
-    used[:] = 0
+    for item in range(n_items):
+        where[item] = -1
+        pending[item] = NOT_PREFETCHED
     prefetched_total = 0
     useful_total = 0
     wasted_total = 0
@@ -179,7 +180,8 @@ def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
     at (t, l) in id order. A wrong guess that repeats an earlier guess of the same position is dropped."""
     n_tokens, n_layers, top_k = experts.shape
     routed = np.empty(n_experts, np.int8)  # int8, not bool: one less np.empty to compile
-    routed[:] = 0
+    for e in range(n_experts):
+        routed[e] = 0
     for t in range(n_tokens):
         for layer in range(n_layers):
             for k in range(top_k):
@@ -217,7 +219,8 @@ def _predict_cooccurrence(experts, counts, successors, out):
     candidate = np.empty(n_candidates, np.int64)
     score = np.empty(n_candidates, np.int64)
     seen = np.empty(counts.shape[2], np.int64)  # position at which an expert last became a candidate
-    seen[:] = -1
+    for e in range(counts.shape[2]):
+        seen[e] = -1
     for t in range(n_tokens):
         for layer in range(n_layers):
             for j in range(width):
