@@ -65,10 +65,18 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     heads = np.empty(n_pools, np.int64)
     tails = np.empty(n_pools, np.int64)
     used = np.empty(n_pools, np.int64)
+    pool_size = np.empty(n_pools, np.int64)  # bytes of every expert of the pool, or -1 for mixed sizes
     for p in range(n_pools):
         heads[p] = 0
         tails[p] = 0
         used[p] = 0
+        pool_size[p] = 0
+    for layer in range(n_layers):
+        p = pool_of_layer[layer]
+        if pool_size[p] == 0:
+            pool_size[p] = item_bytes_by_layer[layer]
+        elif pool_size[p] != item_bytes_by_layer[layer]:
+            pool_size[p] = -1
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
     one = np.uint64(1)
@@ -79,6 +87,7 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
             size = item_bytes_by_layer[layer]
             pool = pool_of_layer[layer]
             capacity = pool_capacity[pool]
+            uniform = pool_size[pool] > 0
             words = pool * ring_words
             slots = pool * ring
             # the pool's state lives in locals for the group so it stays in registers
@@ -117,7 +126,9 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
                 evict = np.int64(in_use > capacity)
                 live[words + ((oldest >> 6) & word_mask)] &= ~((one << np.uint64(oldest & 63)) * np.uint64(evict))
                 head += evict * (oldest + 1 - head)
-                in_use -= evict * sizes[queue[slots + (oldest & slot_mask)]]
+                # with one expert size the evicted bytes are known without two dependent loads
+                freed = size if uniform else sizes[queue[slots + (oldest & slot_mask)]]
+                in_use -= evict * freed
                 while in_use > capacity:  # mixed sizes: a big expert can need several evictions
                     oldest = _first_live(live, words, word_mask, head)
                     live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
