@@ -720,7 +720,7 @@ def _fill_from_result(cols: dict, i: int, res) -> None:
 
 def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_name, session) -> None:
     """Write one group's kernel rows into the columns, vectorised where the values are numbers."""
-    from moesim.placement import nvme_note, refusal_reason
+    from moesim.placement import R_VRAM, fitting_alternative, nvme_note, refusal_reason
 
     idx = np.fromiter((i for i, _, _ in members), np.int64, len(members))
     fits = out[:, kb.O_FITS] > 0.5
@@ -768,10 +768,16 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
             spec_name = spec_names[id(spec)] = spec.name  # a property that formats: once per strategy
         if not fits[j]:
             hier = hiers[m]
-            key = (int(code_f), spec_name, need, cap, hier.unified)
+            hinted = int(code_f) == R_VRAM and spec.kind in ("n-cpu-moe", "ngl")
+            key = (int(code_f), spec_name, need, cap, hier.unified, m if hinted else -1)
             text = refusals.get(key)
             if text is None:
-                text = refusals[key] = refusal_reason(key[0], spec_name, profile.model_id, need, cap, hier.unified)
+                text = refusal_reason(key[0], spec_name, profile.model_id, need, cap, hier.unified)
+                if hinted:
+                    overhead = session.overhead(session.model(req.model), session.engine(req.engine), req.context,
+                                                req.batch)
+                    text += fitting_alternative(spec, profile, hier, req.context, req.batch, overhead)
+                refusals[key] = text
             strategy[i] = spec_name
             reason[i] = text
             group[i] = _group(hier, None, profile)
