@@ -481,14 +481,17 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     if scope not in SCOPES:
         raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
     pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
-    needs = np.empty((n_tokens - warmup_tokens) * n_layers * top_k, np.int64)
-    if scope == "per-layer":
-        # every pool's experts share one size: one pass
-        mrc._lru_stack_counts(experts, n_experts, pool_of_layer, layer_bytes, np.ones(n_layers, np.int64),
-                              warmup_tokens, needs, False)
-    else:
-        # bytes = sum over distinct expert sizes of size x distinct experts of that size: one pass each
-        for index, size in enumerate(np.unique(layer_bytes)):
-            mrc._lru_stack_counts(experts, n_experts, pool_of_layer, np.array([size], np.int64),
-                                  (layer_bytes == size).astype(np.int64), warmup_tokens, needs, index > 0)
-    return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs.reshape(n_tokens - warmup_tokens, n_layers, top_k))
+    # each pool's distinct expert sizes (one in the per-layer scope): the kernel keeps a live bitset per size
+    n_pools = 1 if scope == "global" else n_layers
+    sizes_of_pool = [np.unique(layer_bytes[pool_of_layer == pool]) for pool in range(n_pools)]
+    n_classes = max([len(sizes) for sizes in sizes_of_pool] + [1])
+    class_bytes = np.zeros((n_pools, n_classes), np.int64)
+    for pool, sizes in enumerate(sizes_of_pool):
+        class_bytes[pool, :len(sizes)] = sizes
+    class_of_layer = np.array([np.searchsorted(sizes_of_pool[pool], size) for pool, size in zip(pool_of_layer, layer_bytes)],
+                              np.int64)
+    # the kernel writes every look-up (no counted/warm-up branch in its loop); the warm-up rows are sliced off
+    needs = np.empty((n_tokens, n_layers, top_k), np.int64)
+    mrc._lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes.reshape(-1), n_classes, needs.reshape(-1))
+    needs = needs[warmup_tokens:]
+    return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs)

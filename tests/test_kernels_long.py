@@ -39,8 +39,23 @@ def test_lru_past_the_ring_of_use_times_equals_the_reference(seed, scope):
 @pytest.mark.parametrize("scope", ["global", "per-layer"])
 def test_lru_curve_past_slot_compaction_with_mixed_sizes_equals_the_reference(seed, scope):
     rng = np.random.default_rng(seed)
-    experts = skewed_stream(rng, 300, 3, 2, 5)  # 1800 look-ups over 512-slot pools: several compactions
+    experts = skewed_stream(rng, 300, 3, 2, 5)  # 1800 look-ups over 256-slot pools: several compactions
     layer_bytes = np.array([4, 1, 4], np.int64)  # two sizes share the global pool
     needs = lru_curve(experts, layer_bytes, scope=scope, warmup_tokens=3, n_experts=5).needs.reshape(-1)
     want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, scope=scope, warmup=3)]
+    assert needs.tolist() == want
+
+
+@pytest.mark.parametrize("scope", ["global", "per-layer"])
+def test_lru_curve_with_a_deep_tree_and_three_sizes_equals_the_reference(scope):
+    """300 experts in the global pool: 4096 slots, so the curve's tree over 64-slot words has three levels,
+    and 10.8k look-ups compact it a few times; three expert sizes share the pool."""
+    rng = np.random.default_rng(7)
+    p = 1.0 / np.arange(1, 101) ** 0.8
+    experts = np.stack([
+        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(900)
+    ]).astype(np.uint8)
+    layer_bytes = np.array([3, 5, 2], np.int64)
+    needs = lru_curve(experts, layer_bytes, scope=scope, warmup_tokens=5, n_experts=100).needs.reshape(-1)
+    want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, scope=scope, warmup=5)]
     assert needs.tolist() == want
