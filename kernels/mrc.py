@@ -21,9 +21,9 @@ bytes before that slot. Those come from two parts:
   fills, and a slot removed from the word being filled needs no tree update.
 
 Slots are renumbered in order (compacted) when a pool runs out of its ``4 x experts`` (rounded up to a power
-of four, so the tree is complete) slots; this runs at most once per ``3 x experts`` uses. Per-look-up state
-lives in locals and every hot index is unsigned, so the inner loop keeps no bounds wrap-around and few
-spills: the memory operations per look-up, not the arithmetic, set its speed.
+of four, so the tree is complete) slots, about once per ``3 x experts`` uses. Hot indices are unsigned, which
+skips Numba's negative-index fix-up: the loads and stores per look-up (stack spills included), not the
+arithmetic, set the kernel's speed, so every layout choice above counts memory operations.
 """
 
 from __future__ import annotations
