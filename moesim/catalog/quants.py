@@ -90,7 +90,6 @@ class QuantScheme:
     rules: tuple[QuantRule, ...] = ()
     imatrix: bool = False  # made with an importance matrix (changes a few llama.cpp choices)
     applies_to: str = "all"  # "all" | "moe" | "mxfp4-native" | "ternary"
-    llama_cpp_rules: str = "current"  # key of LLAMA_CPP_RULES (llama.cpp file types only)
 
     @property
     def is_gguf(self) -> bool:
@@ -100,6 +99,11 @@ class QuantScheme:
     def file_type(self) -> str:
         """The llama.cpp file type without a rule-set suffix ("Q4_K_M" for "Q4_K_M@pre-4872")."""
         return self.id.split("@", 1)[0]
+
+    @property
+    def llama_cpp_rules(self) -> str:
+        """Key of LLAMA_CPP_RULES the file type follows: the id's `@` suffix, else "current"."""
+        return self.id.split("@", 1)[1] if "@" in self.id else "current"
 
     def tensor_type(self, tensor: TensorGroup, model: ModelSpec) -> StorageType:
         """The storage type `tensor` of `model` gets under this scheme."""
@@ -246,7 +250,7 @@ def _with_rules(file_type: str, rules_name: str) -> QuantScheme:
                           f"(replaced {rules.until}); it had {', '.join(rules.file_types)}")
     if rules.name == "current":
         return scheme
-    return dataclasses.replace(scheme, id=f"{scheme.id}@{rules.name}", llama_cpp_rules=rules.name,
+    return dataclasses.replace(scheme, id=f"{scheme.id}@{rules.name}",
                                description=f"{scheme.description} -- {rules.name} rules: {rules.description}",
                                source=f"{scheme.source}; {rules.source}")
 

@@ -160,7 +160,7 @@ def resolve_quants(spec: str, models, engine: str | None = None) -> dict[str, tu
     for model in models:
         applicable = {q.id for q in applicable_quants(model)}
         # a historical rule set ("Q4_K_M@pre-4872") applies wherever its file type does
-        result[model.alias] = tuple(q for q in dict.fromkeys(wanted) if q.split("@", 1)[0] in applicable)
+        result[model.alias] = tuple(q for q in dict.fromkeys(wanted) if get_quant(q).file_type in applicable)
     return result
 
 
