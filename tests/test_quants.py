@@ -254,7 +254,7 @@ def test_rule_sets_change_nothing_for_plain_types_and_dense_ffn():
 
 
 @pytest.mark.parametrize("bad, says", [
-    ("Q4_K_M@pre-9999", "unknown llama.cpp rule set"),
+    ("Q4_K_M@pre-9999", "unknown llama.cpp rule set 'pre-9999' .known: current, pre-4872; see `moesim catalog quants`"),
     ("UD-Q2_K_XL@pre-4872", "not a llama.cpp file type"),
     ("IQ2_XXS@pre-4872", "did not exist"),
     ("Q4_K_Q@pre-4872", "unknown quant"),

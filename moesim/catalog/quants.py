@@ -240,7 +240,8 @@ def get_quant(id: str | QuantScheme) -> QuantScheme:
 def _with_rules(file_type: str, rules_name: str) -> QuantScheme:
     rules = LLAMA_CPP_RULES.get(rules_name.strip().lower())
     if rules is None:
-        raise unknown_id_error("llama.cpp rule set", rules_name, LLAMA_CPP_RULES)
+        raise MoesimError(f"unknown llama.cpp rule set '{rules_name}' (known: {', '.join(LLAMA_CPP_RULES)}; "
+                          "see `moesim catalog quants`)")
     scheme = _base_quant(file_type.strip())
     if scheme.kind != "gguf":
         raise MoesimError(f"'{scheme.id}' is not a llama.cpp file type; rule sets (@{rules.name}) apply to "
