@@ -333,8 +333,8 @@ def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, w
 
 
 def _cooccurrence_counts(experts, n_experts: int, n_train_tokens: int) -> np.ndarray:
-    """``counts[l, a, b]`` (int32: half the memory the predictor reads at random): how often expert b was routed at the position after one routing
-    expert a at layer l (layer l + 1, or layer 0 of the next token after the last layer), both positions
+    """``counts[l, a, b]`` (int32: half the memory the predictor reads at random): how often expert b was
+    routed at the position after one routing expert a at layer l (layer l + 1, or layer 0 of the next token after the last layer), both positions
     within the first ``n_train_tokens`` tokens. NumPy rather than a kernel: one bincount over the
     training prefix is fast and saves a compile."""
     n_tokens, n_layers, top_k = experts.shape
