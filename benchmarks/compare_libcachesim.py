@@ -101,12 +101,13 @@ def main(argv=None) -> int:
                   f"libCacheSim {n / t_lcs / 1e6:6.1f} M/s  ratio {t_lcs / t_ours:5.2f}x  "
                   f"hits {result.hit_count} vs {lcs_hits} {'identical' if same else 'DIFFERENT'}")
 
-    from moesim.cache import pool_layout
+    from moesim.cache import no_prefetch, pool_layout
     from moesim.kernels.policies import _replay_lru
 
     pool_of_layer, pool_capacity = pool_layout("global", capacity, sizes)
     misses = np.zeros(experts.shape[:2], np.int32)
-    kernel_args = (experts, 256, sizes, pool_of_layer, pool_capacity, 0, np.zeros(0, np.int64), misses)
+    kernel_args = (experts, 256, sizes, pool_of_layer, pool_capacity, 0, np.zeros(0, np.int64), misses,
+                   *no_prefetch(experts))
     t_kernel, _ = best_of(lambda: _replay_lru(*kernel_args), args.repeats)
     print(f"{'lru kernel':>14} alone (pre-built inputs, no wrapper)  {n / t_kernel / 1e6:7.1f} M/s  "
           f"= {timings['lcs-lru'] / t_kernel:5.2f}x libCacheSim LRU")

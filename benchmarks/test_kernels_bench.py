@@ -65,13 +65,14 @@ def test_replay_policy(benchmark, stream, policy):
 
 def test_lru_kernel_alone(benchmark, stream):
     """The LRU kernel on pre-built contiguous inputs (no wrapper: no dtype checks, no result arrays)."""
-    from moesim.cache import pool_layout
+    from moesim.cache import no_prefetch, pool_layout
     from moesim.kernels.policies import _replay_lru
 
     experts, sizes, capacity = stream
     pool_of_layer, pool_capacity = pool_layout("global", capacity, sizes)
     misses = np.zeros((experts.shape[0], experts.shape[1]), np.int32)
-    args = (experts, N_EXPERTS, sizes, pool_of_layer, pool_capacity, 0, np.zeros(0, np.int64), misses)
+    args = (experts, N_EXPERTS, sizes, pool_of_layer, pool_capacity, 0, np.zeros(0, np.int64), misses,
+            *no_prefetch(experts))
     _replay_lru(*args)  # warm-up JIT
     benchmark.pedantic(_replay_lru, args=args, rounds=5, iterations=1)
     seconds = benchmark.stats.stats.min

@@ -112,27 +112,12 @@ def pool_starts(pool_of_layer, per_layer, starts):
 def largest_pool_items(pool_of_layer, n_pools, n_experts):
     """Experts in the largest pool (a pool holds every expert of the layers mapped to it): kernels size
     their per-pool rings and bitsets from it. Counted without a scratch array (see `jit_helper`)."""
-    largest = 0
+    largest = np.int64(0)
     for p in range(n_pools):
-        n = 0
+        n = np.int64(0)
         for layer in range(pool_of_layer.shape[0]):
             if pool_of_layer[layer] == p:
                 n += n_experts
         if n > largest:
             largest = n
     return largest
-
-
-@jit
-def warmup_counts(experts, n_experts, warmup_tokens):
-    """How often each item is looked up in the first ``warmup_tokens`` tokens."""
-    n_tokens, n_layers, top_k = experts.shape
-    counts = np.empty(n_layers * n_experts, np.int64)
-    for item in range(n_layers * n_experts):
-        counts[item] = 0
-    for t in range(warmup_tokens if warmup_tokens < n_tokens else n_tokens):
-        for layer in range(n_layers):
-            base = layer * n_experts
-            for k in range(top_k):
-                counts[base + np.int64(experts[t, layer, k])] += 1
-    return counts

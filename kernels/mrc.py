@@ -38,7 +38,7 @@ from moesim.kernels.core import NEVER, largest_pool_items, popcount
 def _finish_word(bits, sums, class_bytes, pool, n_classes, n_words, tree, bottom, word):
     """Add the live bytes of a full word to the tree nodes above it (node ``h`` is at slot
     ``tree + h + (h & -4) + 4``; the children of ``h`` are ``4h + 4 .. 4h + 7``)."""
-    content = 0
+    content = np.int64(0)
     for c in range(n_classes):
         content += np.int64(popcount(bits[(pool * n_classes + c) * n_words + word])) * class_bytes[pool * n_classes + c]
     here = bottom + word
@@ -53,7 +53,7 @@ def _compact(pool, n_experts, pool_of_layer, class_of_layer, n_classes, n_words,
     among the live ones) and rebuild its bitsets. Returns ``n_live``; the caller rebuilds the tree."""
     one = np.uint64(1)
     pool_bits = pool * n_classes * n_words
-    n_live = 0
+    n_live = np.int64(0)
     for word in range(n_words):
         live[word] = 0
         for c in range(n_classes):
@@ -85,7 +85,7 @@ def _lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes, n
     n_items = n_layers * n_experts
     n_pools = class_bytes.shape[0] // n_classes
     largest_pool = largest_pool_items(pool_of_layer, n_pools, n_experts)
-    width = 256  # slots per pool: 64 x a power of 4 words
+    width = np.int64(256)  # slots per pool: 64 x a power of 4 words
     while width < 4 * largest_pool or width < 2 * top_k:
         width *= 4
     n_words = width >> 6

@@ -1,9 +1,10 @@
 """Expert-cache replacement policies, all with one signature.
 
 ``_replay_<kernel>(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
-aux, misses_out)``: `_replay_lru`, `_replay_fifo`, `_replay_static`, `_replay_s3fifo`, and `_replay_heap`
-for LFU and both Belady variants (one more argument, ``rule``: one kernel for three policies keeps the
-first compile short).
+aux, misses_out, ...)``: `_replay_lru` (LRU, and LRU with prefetch: four more arguments), `_replay_static`
+(NumPy: it has no state), `_replay_queues` for FIFO and S3-FIFO and `_replay_heap` for LFU and both Belady
+variants (these two take one more argument, ``rule``). Each kernel costs a compile, so policies that
+share a data structure share a kernel.
 
 - ``experts``: (n_tokens, n_layers, top_k) uint8/uint16 routed expert ids.
 - ``item_bytes_by_layer``: int64 (n_layers,) bytes of one expert in each layer.
@@ -30,8 +31,10 @@ LRU_RING_PER_EXPERT = 4  # ring slots per expert of a pool: renumbering runs at 
 
 
 @jit
-def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """Least recently used, as use times with a bitset of live times per pool.
+def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out,
+                predicted, prefetch_bytes_out, useful_bytes_out, totals_out):
+    """Least recently used, as use times with a bitset of live times per pool; with prefetch when
+    ``predicted`` has columns.
 
     Every use gets the pool's next time; ``last[expert]`` is the expert's latest one. The residents are
     exactly the experts whose latest use is at or after the pool's ``head`` (times before it are evicted),
@@ -43,13 +46,23 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     ``ring`` slots per pool; when the live window nears the ring's size (a cache that rarely evicts), the
     live times are renumbered to the newest ones, keeping their order. An expert larger than its pool
     needs no special case: it is recorded as the newest use, then evicted after every other resident.
-    """
+
+    Prefetch (see `moesim.cache.PrefetchSpec`): after the look-ups of a position, each expert predicted for
+    the next position (``predicted[t, l]``, -1 = none) that is not resident is loaded into its pool as the
+    newest use, evicting like a miss. ``pending[expert]`` is 1 while the expert's latest use is a counted
+    prefetch; a look-up that hits it makes those bytes useful. Every counted prefetch is either used that
+    way or wasted (evicted unused, or unused at the end), so wasted = prefetched - useful.
+    ``prefetch_bytes_out`` / ``useful_bytes_out``: per counted token; ``totals_out``: (prefetched, useful,
+    wasted). One kernel for both: the loaded-expert bookkeeping is a few lines here, a kernel of its own
+    was a second full compile."""
     n_tokens, n_layers, top_k = experts.shape
+    width = predicted.shape[2]
+    prefetching = width > 0
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
     largest_pool = largest_pool_items(pool_of_layer, n_pools, n_experts)
-    ring = 64
-    while ring < LRU_RING_PER_EXPERT * largest_pool or ring < 2 * top_k:
+    ring = np.int64(64)
+    while ring < LRU_RING_PER_EXPERT * largest_pool or ring < 2 * (top_k + width):
         ring *= 2
     slot_mask = ring - 1
     ring_words = ring // 64
@@ -60,8 +73,10 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     queue = np.empty(n_pools * ring, np.int32)  # expert of each live time (only live times are read)
     renumbered = np.empty(largest_pool, np.int32)
     last = np.empty(n_items, np.int32)  # latest use; far below every head: never used
+    pending = np.empty(n_items, np.int32)
     for item in range(n_items):
         last[item] = -(1 << 30)
+        pending[item] = 0
     heads = np.empty(n_pools, np.int64)
     tails = np.empty(n_pools, np.int64)
     used = np.empty(n_pools, np.int64)
@@ -80,8 +95,11 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
     one = np.uint64(1)
+    prefetched_total = np.int64(0)
+    useful_total = np.int64(0)
     for t in range(n_tokens):
         row = experts[t]
+        counted = t >= warmup_tokens
         for layer in range(n_layers):
             base = layer * n_experts
             size = item_bytes_by_layer[layer]
@@ -94,26 +112,17 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
             head = heads[pool]
             tail = tails[pool]
             in_use = used[pool]
-            misses = 0
+            misses = np.int64(0)
+            useful = np.int64(0)
             if tail - head > ring - top_k:
-                n_live = 0
-                for time in range(head, tail):
-                    word = words + ((time >> 6) & word_mask)
-                    bit = one << np.uint64(time & 63)
-                    if live[word] & bit:
-                        renumbered[n_live] = queue[slots + (time & slot_mask)]
-                        n_live += 1
-                        live[word] &= ~bit
-                head = tail - n_live
-                for j in range(n_live):
-                    time = head + j
-                    queue[slots + (time & slot_mask)] = renumbered[j]
-                    last[renumbered[j]] = time
-                    live[words + ((time >> 6) & word_mask)] |= one << np.uint64(time & 63)
+                head = _renumber(live, queue, last, renumbered, words, word_mask, slots, slot_mask, head, tail)
             for k in range(top_k):
                 item = base + np.int64(row[layer, k])
                 previous = np.int64(last[item])
                 hit = previous >= head
+                if prefetching:
+                    useful += size * (np.int64(hit) & np.int64(pending[item]))
+                    pending[item] = 0
                 last[item] = tail
                 queue[slots + (tail & slot_mask)] = item
                 live[words + ((previous >> 6) & word_mask)] &= ~((one << np.uint64(previous & 63)) * np.uint64(hit))
@@ -137,8 +146,78 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
             heads[pool] = head
             tails[pool] = tail
             used[pool] = in_use
-            if t >= warmup_tokens:
+            if counted:
                 misses_out[t - warmup_tokens, layer] = misses
+            if not prefetching:
+                continue
+            useful_total += useful
+            if counted:
+                useful_bytes_out[t - warmup_tokens] += useful
+            next_t = t + (layer + 1) // n_layers  # the next position: layer + 1, or layer 0 of the next token
+            next_layer = (layer + 1) % n_layers
+            if next_t == n_tokens:
+                continue
+            base = next_layer * n_experts
+            size = item_bytes_by_layer[next_layer]
+            pool = pool_of_layer[next_layer]
+            capacity = pool_capacity[pool]
+            words = pool * ring_words
+            slots = pool * ring
+            head = heads[pool]
+            tail = tails[pool]
+            in_use = used[pool]
+            if tail - head > ring - width:
+                head = _renumber(live, queue, last, renumbered, words, word_mask, slots, slot_mask, head, tail)
+            loaded = np.int64(0)
+            for j in range(width):
+                guess = np.int64(predicted[next_t, next_layer, j])
+                if guess < 0 or last[base + guess] >= head:
+                    continue
+                item = base + guess
+                last[item] = tail
+                queue[slots + (tail & slot_mask)] = item
+                live[words + ((tail >> 6) & word_mask)] |= one << np.uint64(tail & 63)
+                tail += 1
+                in_use += size
+                while in_use > capacity:
+                    oldest = _first_live(live, words, word_mask, head)
+                    live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
+                    head = oldest + 1
+                    in_use -= sizes[queue[slots + (oldest & slot_mask)]]
+                if counted and size <= capacity:  # a bigger expert emptied the pool and left with it
+                    pending[item] = 1
+                    loaded += size
+            heads[pool] = head
+            tails[pool] = tail
+            used[pool] = in_use
+            prefetched_total += loaded
+            if counted:
+                prefetch_bytes_out[t - warmup_tokens] += loaded
+    totals_out[0] = prefetched_total
+    totals_out[1] = useful_total
+    totals_out[2] = prefetched_total - useful_total
+
+
+@jit_helper
+def _renumber(live, queue, last, renumbered, words, word_mask, slots, slot_mask, head, tail):
+    """Renumber one pool's live times to the newest ones before ``tail``, keeping their order, so the
+    ring has room again; returns the new head."""
+    one = np.uint64(1)
+    n_live = np.int64(0)
+    for time in range(head, tail):
+        word = words + ((time >> 6) & word_mask)
+        bit = one << np.uint64(time & 63)
+        if live[word] & bit:
+            renumbered[n_live] = queue[slots + (time & slot_mask)]
+            n_live += 1
+            live[word] &= ~bit
+    head = tail - n_live
+    for j in range(n_live):
+        time = head + j
+        queue[slots + (time & slot_mask)] = renumbered[j]
+        last[renumbered[j]] = time
+        live[words + ((time >> 6) & word_mask)] |= one << np.uint64(time & 63)
+    return head
 
 
 @jit_helper
@@ -151,80 +230,19 @@ def _first_live(live, words, word_mask, time):
     return time + np.int64(trailing_zeros(word))
 
 
-@jit
-def _replay_fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """First in, first out: hits change nothing, a miss evicts the oldest insertion. A resident is in its
-    pool's queue exactly once, so the queue is a ring with one slot per expert of the pool.
-
-    Its own kernel rather than `prefetch._replay_lru_prefetch` without the move to the back: through that
-    kernel FIFO ran 20-25% slower (stale-entry and prefetch checks on every eviction and hit)."""
-    n_tokens, n_layers, top_k = experts.shape
-    n_items = n_layers * n_experts
-    n_pools = pool_capacity.shape[0]
-    sizes = np.empty(n_items, np.int64)
-    item_sizes(item_bytes_by_layer, n_experts, sizes)
-    starts = np.empty(n_pools + 1, np.int64)
-    pool_starts(pool_of_layer, n_experts, starts)
-    queue = np.empty(n_items, np.int32)
-    heads = np.empty(n_pools, np.int64)
-    tails = np.empty(n_pools, np.int64)
-    used = np.empty(n_pools, np.int64)
-    for p in range(n_pools):
-        heads[p] = starts[p]
-        tails[p] = starts[p]
-        used[p] = 0
-    resident = np.empty(n_items, np.int8)
-    for item in range(n_items):
-        resident[item] = 0
-    for t in range(n_tokens):
-        for layer in range(n_layers):
-            base = layer * n_experts
-            size = item_bytes_by_layer[layer]
-            pool = pool_of_layer[layer]
-            capacity = pool_capacity[pool]
-            misses = 0
-            for k in range(top_k):
-                item = base + np.int64(experts[t, layer, k])
-                if resident[item]:
-                    continue
-                misses += 1
-                in_use = used[pool]
-                head = heads[pool]
-                while in_use + size > capacity and in_use > 0:
-                    victim = queue[head]
-                    head += 1
-                    if head == starts[pool + 1]:
-                        head = starts[pool]
-                    resident[victim] = 0
-                    in_use -= sizes[victim]
-                heads[pool] = head
-                if in_use + size <= capacity:
-                    in_use += size
-                    tail = tails[pool]
-                    queue[tail] = item
-                    tail += 1
-                    if tail == starts[pool + 1]:
-                        tail = starts[pool]
-                    tails[pool] = tail
-                    resident[item] = 1
-                used[pool] = in_use
-            if t >= warmup_tokens:
-                misses_out[t - warmup_tokens, layer] = misses
-
-
-@jit
 def _replay_static(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
     """Static pinning: ``aux[item] == 1`` marks pinned experts (chosen by the wrapper); nothing else is
-    ever cached, so a look-up hits exactly when its expert is pinned."""
-    n_tokens, n_layers, top_k = experts.shape
-    for t in range(warmup_tokens, n_tokens):
-        for layer in range(n_layers):
-            base = layer * n_experts
-            misses = 0
-            for k in range(top_k):
-                if aux[base + np.int64(experts[t, layer, k])] == 0:
-                    misses += 1
-            misses_out[t - warmup_tokens, layer] = misses
+    ever cached, so a look-up hits exactly when its expert is pinned.
+
+    NumPy, not a kernel: without cache state every look-up is independent, one gather per layer is about
+    as fast as a loop, and it saves a compile."""
+    n_layers = item_bytes_by_layer.shape[0]
+    unpinned = (aux == 0).astype(np.int32)
+    counted = experts[warmup_tokens:]
+    layer_base = np.arange(n_layers, dtype=np.intp) * n_experts
+    misses_out[:] = 0
+    for k in range(experts.shape[2]):  # one gather per rank k over every (token, layer): no short-axis sums
+        misses_out += unpinned[counted[:, :, k] + layer_base]
 
 
 # ---- LFU and Belady: one min-heap of int64 keys per pool -------------------------------------------
@@ -312,7 +330,7 @@ def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
     for p in range(n_pools):
         count[p] = 0
         used[p] = 0
-    position = 0
+    position = np.int64(0)
     for t in range(n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
@@ -320,7 +338,7 @@ def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
             pool = pool_of_layer[layer]
             start = starts[pool]
             capacity = pool_capacity[pool]
-            misses = 0
+            misses = np.int64(0)
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
                 slot = heap_pos[item]
@@ -370,10 +388,23 @@ S3FIFO_SMALL_PERCENT = 10  # share of each pool given to the probationary FIFO (
 S3FIFO_MAX_FREQ = 3
 
 
+QUEUE_FIFO = 0
+QUEUE_S3FIFO = 1
+
+
 @jit
-def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out):
-    """S3-FIFO (Yang et al., SOSP 2023): a small probationary FIFO (10% of the pool), a main FIFO with
-    2-bit reinsertion counters and a ghost history of experts evicted from the small queue.
+def _replay_queues(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux,
+                   misses_out, rule):
+    """FIFO and S3-FIFO over linked queues. ``rule``:
+
+    - `QUEUE_FIFO`: first in, first out -- hits change nothing, a miss evicts the oldest insertion (every
+      expert enters the main queue and its counter never rises, so main's tail is always evicted).
+    - `QUEUE_S3FIFO`: S3-FIFO (Yang et al., SOSP 2023): a small probationary FIFO (10% of the pool), a
+      main FIFO with 2-bit reinsertion counters and a ghost history of experts evicted from the small queue.
+    One kernel for both because each kernel costs a compile (FIFO had a ring-buffer kernel of its own,
+    ~0.7 s of compile for a policy whose speed no one waits on).
+
+    S3-FIFO's rules:
 
     - hit: the expert's counter += 1 (at most 3);
     - miss: insert into main if the expert is in the ghost history, else into small, counter 0;
@@ -386,6 +417,9 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
+    fifo = rule == QUEUE_FIFO
+    max_freq = 0 if fifo else S3FIFO_MAX_FREQ
+    small_percent = 0 if fifo else S3FIFO_SMALL_PERCENT
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
     # circular lists, one self-linked sentinel per queue: n_items + 2p: small, + 2p + 1: main
@@ -409,7 +443,7 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
         ghost_clock[p] = 0
         small_bytes[p] = 0
         main_bytes[p] = 0
-        small_cap[p] = pool_capacity[p] * S3FIFO_SMALL_PERCENT // 100
+        small_cap[p] = pool_capacity[p] * small_percent // 100
     for t in range(n_tokens):
         for layer in range(n_layers):
             base = layer * n_experts
@@ -423,16 +457,16 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
             small = small_bytes[pool]
             main = main_bytes[pool]
             clock = ghost_clock[pool]
-            misses = 0
+            misses = np.int64(0)
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
                 if queue[item] != 0:
-                    if freq[item] < S3FIFO_MAX_FREQ:
+                    if freq[item] < max_freq:
                         freq[item] += 1
                     continue
                 misses += 1
                 while small + main + size > capacity and small + main > 0:
-                    evicted = False
+                    evicted = np.bool_(False)
                     if small >= small_share or main == 0:
                         while small > 0 and not evicted:
                             victim = np.int64(prev[small_head])
@@ -461,7 +495,7 @@ def _replay_s3fifo(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
                 if small + main + size <= capacity:
                     freq[item] = 0
                     stamp = ghost_stamp[item]
-                    if stamp >= 0 and clock - stamp < capacity - small_share:
+                    if fifo or (stamp >= 0 and clock - stamp < capacity - small_share):
                         ghost_stamp[item] = -1
                         queue[item] = 2
                         anchor = main_head

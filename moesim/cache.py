@@ -55,17 +55,16 @@ class PolicyKind(IntEnum):
 
 
 def _kernel(kind: PolicyKind):
-    """The kernel of a policy and its arguments after the common ones (see `kernels/policies.py`)."""
+    """The kernel of a policy other than LRU (`run_lru_replay`) and its arguments after the common ones
+    (see `kernels/policies.py`)."""
     from moesim.kernels import policies
 
-    if kind is PolicyKind.LRU:
-        return policies._replay_lru, ()
     if kind is PolicyKind.STATIC:
         return policies._replay_static, ()
     if kind is PolicyKind.S3FIFO:
-        return policies._replay_s3fifo, ()
+        return policies._replay_queues, (policies.QUEUE_S3FIFO,)
     if kind is PolicyKind.FIFO:
-        return policies._replay_fifo, ()
+        return policies._replay_queues, (policies.QUEUE_FIFO,)
     rule = {PolicyKind.LFU: policies.HEAP_LFU, PolicyKind.BELADY: policies.HEAP_BELADY,
             PolicyKind.BELADY_DEMAND: policies.HEAP_BELADY_DEMAND}[kind]
     return policies._replay_heap, (rule,)
@@ -194,23 +193,23 @@ def static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts: i
     """1 for the experts static pinning keeps: per pool, the most used experts (counted on the warm-up
     prefix; on the whole trace when there is none -- an oracle placement), greedily while they fit.
     Ties go to the lower layer, then the lower expert id, so the choice is deterministic."""
-    from moesim.kernels.core import warmup_counts
-
-    n_tokens = experts.shape[0]
-    counts = warmup_counts(experts, n_experts, warmup_tokens if warmup_tokens > 0 else n_tokens)
-    n_layers = layer_bytes.shape[0]
-    item_pool = np.repeat(pool_of_layer, n_experts)
-    item_size = np.repeat(layer_bytes, n_experts)
+    n_tokens, n_layers, _ = experts.shape
+    prefix = experts[: warmup_tokens if warmup_tokens > 0 else n_tokens]
+    counts = np.concatenate([np.bincount(prefix[:, layer].ravel(), minlength=n_experts) for layer in range(n_layers)])
     pins = np.zeros(n_layers * n_experts, np.int64)
     order = np.lexsort((np.arange(counts.shape[0]), -counts))  # most used first, then item id
-    free = pool_capacity.astype(np.int64).copy()
-    for item in order:
-        if counts[item] == 0:
+    # the greedy fill is sequential (a big expert that does not fit leaves room for smaller ones);
+    # Python ints make its loop several times faster than NumPy scalars
+    uses, free = counts.tolist(), pool_capacity.tolist()
+    pool_of_item = np.repeat(pool_of_layer, n_experts).tolist()
+    bytes_of_item = np.repeat(layer_bytes, n_experts).tolist()
+    for item in order.tolist():
+        if uses[item] == 0:
             break
-        pool = item_pool[item]
-        if item_size[item] <= free[pool]:
+        pool = pool_of_item[item]
+        if bytes_of_item[item] <= free[pool]:
             pins[item] = 1
-            free[pool] -= item_size[item]
+            free[pool] -= bytes_of_item[item]
     return pins
 
 
@@ -254,10 +253,10 @@ def replay(
     pool_of_layer, pool_capacity = pool_layout(scope, capacity_bytes, layer_bytes)
     misses = np.zeros((n_tokens - warmup_tokens, n_layers), np.int32)
     prefetch_result = None
-    if prefetch is not None:
-        if kind is not PolicyKind.LRU:
-            raise MoesimError(f"prefetch is modelled with the lru policy only, not {kind}")
-        prefetch_result = run_prefetch_replay(
+    if prefetch is not None and kind is not PolicyKind.LRU:
+        raise MoesimError(f"prefetch is modelled with the lru policy only, not {kind}")
+    if kind is PolicyKind.LRU:
+        prefetch_result = run_lru_replay(
             experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, prefetch, misses
         )
     else:
@@ -280,6 +279,16 @@ PREDICTORS: tuple[str, ...] = ("oracle", "previous-token", "cooccurrence")
 @dataclass(frozen=True)
 class PrefetchSpec:
     """How the next layer's experts are predicted and prefetched.
+
+    After the demand look-ups of a position, the experts predicted for the *next* position -- layer + 1 of
+    the same token, or layer 0 of the next token after the last layer -- are loaded into that layer's pool
+    unless already resident, as most recently used, evicting LRU residents (the LRU kernel,
+    `moesim.kernels.policies._replay_lru`). A demand look-up that finds a prefetched expert is a hit.
+    Prefetch and demand loads share the link, so the replay reports bytes (the timing model turns them
+    into time): prefetched bytes per issuing token, useful bytes (a prefetched expert's first demand hit)
+    per token of use, and totals of prefetched, useful and wasted (evicted unused, or unused at the end)
+    bytes. The predictors are NumPy, not kernels: given the trace (and, for co-occurrence, the learned
+    tables) every position is independent, so they vectorise over positions.
 
     - ``oracle``: each routed expert is predicted with probability ``accuracy`` (seeded); a missed slot
       names a uniformly random wrong expert instead.
@@ -307,8 +316,6 @@ class PrefetchSpec:
 
 def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, warmup_tokens: int = 0) -> np.ndarray:
     """(n_tokens, n_layers, width) int32 experts predicted for every position (-1 = no prediction)."""
-    from moesim.kernels import prefetch as kernels
-
     experts = _as_experts(experts)
     n_tokens, n_layers, top_k = experts.shape
     n_experts = _n_experts(experts, n_experts)
@@ -319,7 +326,7 @@ def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, w
         keep = rng.random((n_tokens, n_layers, top_k)) < spec.accuracy
         wrong = rng.integers(0, max(n_experts - top_k, 1), size=(n_tokens, n_layers, top_k))
         guessed = np.empty((n_tokens, n_layers, top_k), np.int32)
-        kernels._predict_oracle(experts, n_experts, keep, wrong.astype(np.int64), guessed)
+        _predict_oracle(experts, n_experts, keep, wrong.astype(np.int64), guessed)
         out[:, :, : min(width, top_k)] = guessed[:, :, : min(width, top_k)]
     elif spec.predictor == "previous-token":
         shared = min(width, top_k)
@@ -328,7 +335,7 @@ def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, w
         if warmup_tokens < 2:
             raise MoesimError("the cooccurrence predictor learns on the warm-up prefix: give at least 2 warm-up tokens")
         counts = _cooccurrence_counts(experts, n_experts, warmup_tokens)
-        kernels._predict_cooccurrence(experts, counts, _best_successors(counts, width), out)
+        _predict_cooccurrence(experts, counts, _best_successors(counts, width), out)
     return out
 
 
@@ -360,10 +367,99 @@ def _best_successors(counts: np.ndarray, width: int) -> np.ndarray:
     return np.where(best > 0, order, -1).astype(np.int64)
 
 
-def run_prefetch_replay(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, spec, misses):
-    """LRU replay with prefetch (see `kernels/prefetch.py`); fills ``misses`` and returns the traffic."""
-    from moesim.kernels.prefetch import _replay_lru_prefetch
+ORACLE_CHUNK_POSITIONS = 1 << 16  # positions per NumPy pass: bounds the temporaries to a few MB
+NO_EXPERT = np.int64(1) << 40  # above every expert id and every rank
 
+
+def _predict_oracle(experts, n_experts, keep, wrong_draws, out):
+    """Oracle with a given accuracy: slot k keeps the true expert where ``keep``; otherwise it names
+    a wrong expert, ``wrong_draws[t, l, k]`` in [0, n_experts - top_k) indexing the experts not routed
+    at (t, l) in id order (-1 when there are fewer). A wrong guess that repeats an earlier wrong guess
+    of the same position is dropped (-1).
+
+    NumPy, not a kernel: every position is independent, so the work vectorises over positions (about
+    1.7x the time of a loop kernel, well under the replay it feeds) and there is one compile less. The
+    rank-th expert missing from a sorted set is found by walking the set once: every routed id at or
+    below the running guess pushes it up by one."""
+    top_k = experts.shape[2]
+    routed_all = experts.reshape(-1, top_k)
+    keep_all = keep.reshape(-1, top_k)
+    draws_all = wrong_draws.reshape(-1, top_k)
+    out_all = out.reshape(-1, top_k)
+    for begin in range(0, routed_all.shape[0], ORACLE_CHUNK_POSITIONS):
+        chunk = slice(begin, begin + ORACLE_CHUNK_POSITIONS)
+        routed = routed_all[chunk].astype(np.int64)
+        ascending = np.sort(routed, axis=1)
+        ascending[:, 1:][ascending[:, 1:] == ascending[:, :-1]] = NO_EXPERT  # a repeated id counts once
+        guess = draws_all[chunk].astype(np.int64)
+        for j in range(top_k):
+            guess += ascending[:, j : j + 1] <= guess
+        guess[guess >= n_experts] = -1
+        wrong = np.where(keep_all[chunk], -2, guess)
+        for k in range(1, top_k):
+            guess[(wrong[:, :k] == wrong[:, k : k + 1]).any(axis=1), k] = -1
+        out_all[chunk] = np.where(keep_all[chunk], routed, guess)
+
+
+COOCCURRENCE_CHUNK_POSITIONS = 1 << 13
+NO_CANDIDATE = np.int64(1) << 62  # sorts after every real candidate's key
+
+
+def _predict_cooccurrence(experts, counts, successors, out):
+    """For each position, score the candidate experts (the best learned successors of the experts
+    routed at the previous position) by their summed co-occurrence counts; keep the best ``width``
+    with a positive score, higher score first, then lower id. ``counts[l, a, b]``: how often b followed
+    a after layer l on the training prefix; ``successors[l, a]``: a's best successors after layer l
+    (-1 padded). Both are learned by the wrapper with NumPy (one bincount, one partition).
+
+    NumPy, not a kernel: positions are independent given the learned tables, so the work vectorises over
+    chunks of positions; the score gathers (top_k x candidates per position, at random in the table)
+    set the time either way, and there is one compile less. One key per candidate,
+    ``-score x n_experts + id``, orders by score then id and repeats for a candidate named twice."""
+    top_k = experts.shape[2]
+    n_layers = counts.shape[0]
+    n_experts = counts.shape[2]
+    n_successors = successors.shape[2]
+    routed_all = experts.reshape(-1, top_k)
+    out_all = out.reshape(-1, out.shape[2])
+    out_all[:] = -1
+    picked = min(out.shape[2], top_k * n_successors)
+    flat_counts = counts.reshape(-1)
+    flat_successors = successors.reshape(-1)
+    for begin in range(1, routed_all.shape[0], COOCCURRENCE_CHUNK_POSITIONS):  # position 0 has no predecessor
+        end = min(begin + COOCCURRENCE_CHUNK_POSITIONS, routed_all.shape[0])
+        layer = (np.arange(begin - 1, end - 1, dtype=np.int64) % n_layers)[:, None]
+        rows = layer * n_experts + routed_all[begin - 1 : end - 1]  # (positions, top_k): the routing experts
+        candidates = np.take(flat_successors, (rows * n_successors)[:, :, None] + np.arange(n_successors))
+        candidates = candidates.reshape(end - begin, top_k * n_successors)
+        valid = candidates >= 0
+        candidates[~valid] = 0
+        score = np.zeros(candidates.shape, np.int64)
+        for i in range(top_k):
+            score += np.take(flat_counts, rows[:, i : i + 1] * n_experts + candidates)
+        key = np.where(valid & (score > 0), -score * n_experts + candidates, NO_CANDIDATE)
+        key.sort(axis=1)
+        key[:, 1:][key[:, 1:] == key[:, :-1]] = NO_CANDIDATE
+        key.sort(axis=1)
+        best = key[:, :picked]
+        out_all[begin:end, :picked] = np.where(best < NO_CANDIDATE, best % n_experts, -1)
+
+
+def no_prefetch(experts) -> tuple:
+    """The LRU kernel's prefetch arguments for a replay without prefetch (no predicted columns)."""
+    n_tokens, n_layers, _ = experts.shape
+    return np.empty((n_tokens, n_layers, 0), np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(3, np.int64)
+
+
+def run_lru_replay(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, spec, misses):
+    """LRU replay, with prefetch when ``spec`` is a `PrefetchSpec` (see `PrefetchSpec`); fills
+    ``misses`` and returns the prefetch traffic (``None`` without prefetch)."""
+    from moesim.kernels.policies import _replay_lru
+
+    if spec is None:
+        _replay_lru(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, np.zeros(0, np.int64),
+                    misses, *no_prefetch(experts))
+        return None
     if not isinstance(spec, PrefetchSpec):
         raise MoesimError("prefetch must be a PrefetchSpec")
     predicted = predict_experts(experts, spec, n_experts, warmup_tokens)
@@ -371,8 +467,8 @@ def run_prefetch_replay(experts, n_experts, layer_bytes, pool_of_layer, pool_cap
     prefetch_bytes = np.zeros(n_counted, np.int64)
     useful = np.zeros(n_counted, np.int64)
     totals = np.zeros(3, np.int64)
-    _replay_lru_prefetch(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, predicted,
-                         misses, prefetch_bytes, useful, totals)
+    _replay_lru(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, np.zeros(0, np.int64),
+                misses, predicted, prefetch_bytes, useful, totals)
     return PrefetchResult(
         predictor=spec.predictor,
         prefetch_bytes=prefetch_bytes,

@@ -1,7 +1,7 @@
 """Slow, obviously correct references for every cache kernel (STUMPY's `naive.py`).
 
 Plain Python containers, one look-up at a time, written from the policy definitions in
-`kernels/policies.py`, `kernels/mrc.py` and `kernels/prefetch.py` -- not from the kernels' code.
+`kernels/policies.py`, `kernels/mrc.py` and the prefetch predictors in `moesim/cache.py` -- not from the kernels' code.
 Every function returns misses per (counted token, layer) as a list of lists.
 """
 
@@ -337,4 +337,26 @@ def cooccurrence_predictions(experts, train_tokens, width):
             scored = sorted((-sum(counts.get((pl, a, b), 0) for a in sources), b) for b in candidates)
             chosen = [b for s, b in scored if s < 0][:width]
             out[t, layer, : len(chosen)] = chosen
+    return out
+
+
+def oracle_predictions(experts, n_experts, keep, wrong_draws):
+    """Slot k names the routed expert where `keep`, else the `wrong_draws`-th expert (0-based, id order)
+    that is not routed at that position, or -1 when there is none or an earlier slot already named it."""
+    n_tokens, n_layers, top_k = experts.shape
+    out = np.full((n_tokens, n_layers, top_k), -1, np.int32)
+    for t in range(n_tokens):
+        for layer in range(n_layers):
+            routed = {int(e) for e in experts[t, layer]}
+            not_routed = [e for e in range(n_experts) if e not in routed]
+            named = []
+            for k in range(top_k):
+                if keep[t, layer, k]:
+                    out[t, layer, k] = experts[t, layer, k]
+                    continue
+                rank = int(wrong_draws[t, layer, k])
+                guess = not_routed[rank] if rank < len(not_routed) else -1
+                if guess >= 0 and guess not in named:
+                    named.append(guess)
+                    out[t, layer, k] = guess
     return out

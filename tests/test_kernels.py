@@ -223,6 +223,27 @@ def test_cooccurrence_predictions_match_naive():
         np.testing.assert_array_equal(got, naive.cooccurrence_predictions(experts, 8, width))
 
 
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), distinct=st.booleans(), spare=st.integers(0, 5))
+def test_oracle_predictions_match_naive(seed, distinct, spare):
+    """Wrong guesses: the rank-th unrouted expert, repeats dropped -- also with repeated routed ids (a trace
+    may route one expert twice at a position) and with no unrouted expert left (spare = 0)."""
+    from moesim.cache import _predict_oracle
+
+    rng = np.random.default_rng(seed)
+    n_tokens, n_layers, top_k = 7, 3, int(rng.integers(1, 6))
+    n_experts = top_k + spare
+    if distinct:
+        experts = random_trace(rng, n_tokens, n_layers, top_k, n_experts)
+    else:
+        experts = rng.integers(0, n_experts, (n_tokens, n_layers, top_k)).astype(np.uint8)
+    keep = rng.random((n_tokens, n_layers, top_k)) < rng.random()
+    wrong = rng.integers(0, max(spare, 1), (n_tokens, n_layers, top_k)).astype(np.int64)
+    got = np.empty((n_tokens, n_layers, top_k), np.int32)
+    _predict_oracle(experts, n_experts, keep, wrong, got)
+    np.testing.assert_array_equal(got, naive.oracle_predictions(experts, n_experts, keep, wrong))
+
+
 def test_oracle_predictor_accuracy_and_determinism():
     rng = np.random.default_rng(29)
     experts = random_trace(rng, 40, 3, 2, 16)
