@@ -16,6 +16,11 @@ Small functions that only kernels call (never Python) take `@jit_helper`: they a
 callers, without the Python entry point, disk cache entry and per-literal specialisations that a `@jit`
 dispatcher costs on every first compile (see `jit_helper`).
 No module may pass `fastmath=` or `cache=` to numba directly; `tests/test_jit_policy.py` checks.
+
+Loop-carried counters and flags start typed -- ``n = np.int64(0)``, ``done = np.bool_(False)`` -- not as
+``0`` / ``False``: Numba types a literal start as ``Literal[int](0)`` and widens it only on the next round
+of type inference, and each round re-resolves every call and index in the kernel; a counter carried
+through three nested loops cost the heap kernel three extra rounds (a third of its compile).
 """
 
 from __future__ import annotations

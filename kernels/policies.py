@@ -428,8 +428,8 @@ def _replay_queues(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     for node in range(n_items + 2 * n_pools):
         prev[node] = node
         nxt[node] = node
-    queue = np.empty(n_items, np.int8)  # 0: absent, 1: small, 2: main
-    freq = np.empty(n_items, np.int8)
+    queue = np.empty(n_items, np.int32)  # 0: absent, 1: small, 2: main (int32: the np.empty LRU compiles)
+    freq = np.empty(n_items, np.int32)
     ghost_stamp = np.empty(n_items, np.int64)
     for item in range(n_items):
         queue[item] = 0

@@ -190,7 +190,7 @@ def _decode_point(
     # KV cache: coefficient per block = bytes per cached token x batch / bandwidth of its tier
     # (full-attention blocks share one coefficient; only windowed blocks need a per-step cap)
     full = 0.0
-    n_win = 0
+    n_win = np.int64(0)
     for l in range(n_layers):
         if kv_window[l] == 0:
             full += kv_per_tok[l] * batch * (inv_gbw_kv if kv_on_gpu[l] else inv_hbw)
@@ -198,7 +198,7 @@ def _decode_point(
             n_win += 1
     win_coef = np.empty(n_win)
     win = np.empty(n_win, np.int64)
-    j = 0
+    j = np.int64(0)
     for l in range(n_layers):
         if kv_window[l] != 0:
             win_coef[j] = kv_per_tok[l] * batch * (inv_gbw_kv if kv_on_gpu[l] else inv_hbw)
@@ -267,7 +267,7 @@ def _prefill_point(
     n_moe = moe_layers.shape[0]
     for p in range(6):
         out_parts[p] = 0.0
-    done = 0
+    done = np.int64(0)
     while done < prompt:
         nt = min(ubatch, prompt - done)
         up = uploads and nt >= min_upload and has_gpu

@@ -28,7 +28,7 @@ def _misses_at(needs, capacity, n_experts, top_k, counts, scale_batch, out):
         return
     for t in range(n_steps):
         for m in range(n_moe):
-            mi = 0
+            mi = np.int64(0)
             for j in range(k):
                 mi += needs[t, m, j] > capacity  # branch-free so the loop vectorises
             out[t, m] = mi
@@ -78,7 +78,7 @@ def _sort_steps(values, out):
     n = values.shape[0]
     for i in range(n):
         out[i] = values[i]
-    gap = 1
+    gap = np.int64(1)
     while gap * 3 + 1 < n:
         gap = gap * 3 + 1
     while gap > 0:
@@ -254,7 +254,7 @@ def _place_memory(kind, n, cache_bytes, mach, fixed_cum_rev, fixed_total, fixed_
         res[15] = 0
     else:
         if all_fixed_gpu:
-            n_cpu = 0
+            n_cpu = np.int64(0)
             for m in range(M):
                 if home[m] == CPU_HOME:
                     n_cpu += 1
@@ -263,8 +263,8 @@ def _place_memory(kind, n, cache_bytes, mach, fixed_cum_rev, fixed_total, fixed_
             res[13] = fixed_total + output_b
             res[14] = 1.0
         else:
-            g = 0
-            changes = 0
+            g = np.int64(0)
+            changes = np.int64(0)
             vf = 0.0
             for l in range(n_layers):
                 if fixed_on_gpu[l]:
@@ -304,7 +304,7 @@ def _min_n_cpu_moe(mach, overhead, fixed_total, output_b, kv_total, moe_layers, 
 def _max_ngl(mach, overhead, per_layer_rev_cum, n_layers, output_b):
     """Largest -ngl N whose VRAM need fits (mirrors placement._max_ngl)."""
     free = mach[M_GPU_CAP] * mach[M_NGPU] - overhead * mach[M_NGPU]
-    best = 0
+    best = np.int64(0)
     for k in range(n_layers + 1):
         if per_layer_rev_cum[k] <= free:
             best = k
@@ -351,7 +351,7 @@ def _evaluate_points(
     n_slots = 8
     slot_cap = np.full(n_slots, -1, np.int64)
     slot_rows = np.zeros((n_slots, n_steps, M))
-    next_slot = 0
+    next_slot = np.int64(0)
     zero_full = np.zeros((n_steps, M))
     zero_rows = np.zeros((counts.shape[0], M))
     full_counts = counts
@@ -414,8 +414,8 @@ def _evaluate_points(
         o[O_FITS] = 0.0
         o[O_REASON] = -1.0
         best_tok = -1.0
-        first_refusal = -1
-        vram_tier_fits = False
+        first_refusal = np.int64(-1)
+        vram_tier_fits = np.bool_(False)
         for c in range(nc):
             kind = cand_kind[c]
             n = cand_n[c]
@@ -459,8 +459,8 @@ def _evaluate_points(
             # fast path: with one sequence, no CPU/GPU overlap and a cache (or page cache) in front of every
             # MoE layer, misses only add link / NVMe time per step, which the per-capacity tables give
             # without walking tokens x layers
-            all_host = True
-            all_cache = True
+            all_host = np.bool_(True)
+            all_cache = np.bool_(True)
             for m in range(M):
                 if home[m] == GPU_HOME:
                     all_host = False
@@ -482,7 +482,7 @@ def _evaluate_points(
                     if want == 1 and not use_ram:
                         continue
                     cap = cache if want == 0 else ram
-                    found = -1
+                    found = np.int64(-1)
                     for sl in range(n_slots):
                         if slot_cap[sl] == cap:
                             found = sl

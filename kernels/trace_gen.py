@@ -30,8 +30,8 @@ def build_alias(probability, alias_prob, alias_idx):
     large = np.empty(n, dtype=np.int64)
     scaled = np.empty(n, dtype=np.float64)
     for row in range(n_rows):
-        n_small = 0
-        n_large = 0
+        n_small = np.int64(0)
+        n_large = np.int64(0)
         for i in range(n):
             scaled[i] = probability[row, i] * n
             alias_idx[row, i] = i
@@ -149,7 +149,7 @@ def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_re
                     # distance by inverse CDF of the truncated geometric, from the rescaled u
                     v = (u - p_reuse[layer]) / p_recall[layer]
                     q = recall_decay[layer]
-                    d = 2
+                    d = np.int64(2)
                     mass = 1.0 - q
                     cum = mass
                     while v >= cum and d < available:
@@ -164,13 +164,13 @@ def generate_routing(probability, alias_prob, alias_idx, affinity, p_reuse, p_re
                             source[i] = out[t - d, layer, i]
                         else:
                             source[i] = history[d - t - 1, layer, i]
-                    free = 0
+                    free = np.int64(0)
                     for i in range(k):
                         if used[source[i]] == 0:
                             free += 1
                     if free > 0:
                         target = int(x * free)
-                        seen = 0
+                        seen = np.int64(0)
                         for i in range(k):
                             if used[source[i]] == 0:
                                 if seen == target:
