@@ -140,20 +140,24 @@ COMPILE_SCRIPT = textwrap.dedent(
 
 
 def test_compile_time_all_kernels_fresh(benchmark):
-    """Import + compile every cache kernel in a fresh process with an empty Numba cache (goal < 10 s)."""
+    """Import + compile every cache kernel in a fresh process with an empty Numba cache (goal < 10 s);
+    three fresh compiles, since one run on a shared VM varies by +-15%."""
+    runs = []
 
     def compile_fresh():
         with tempfile.TemporaryDirectory() as cache_dir:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
             env.pop("NUMBA_DISABLE_JIT", None)
             out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, capture_output=True, text=True, check=True)
-            return json.loads(out.stdout.strip().splitlines()[-1])
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    timing = benchmark.pedantic(compile_fresh, rounds=1, iterations=1)
+    benchmark.pedantic(compile_fresh, rounds=3, iterations=1)
     # CPU seconds as well: on a shared machine the wall clock also counts time spent waiting for a core
-    benchmark.extra_info.update(compile_seconds=timing["seconds"], compile_cpu_seconds=timing["cpu_seconds"])
-    print(f"\nfresh compile of all cache kernels: {timing['seconds']:.1f} s wall, {timing['cpu_seconds']:.1f} s CPU "
-          "(goal < 10 s)")
+    cpu = sorted(run["cpu_seconds"] for run in runs)
+    wall = sorted(run["seconds"] for run in runs)
+    benchmark.extra_info.update(compile_seconds=wall, compile_cpu_seconds=cpu)
+    print(f"\nfresh compile of all cache kernels, three runs: {wall[0]:.1f}-{wall[-1]:.1f} s wall, "
+          f"{cpu[0]:.1f}-{cpu[-1]:.1f} s CPU (goal < 10 s)")
 
 
 def test_libcachesim_reference(benchmark, stream):
