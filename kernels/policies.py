@@ -32,7 +32,7 @@ LRU_RING_PER_EXPERT = 4  # ring slots per expert of a pool: renumbering runs at 
 
 @jit
 def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out,
-                predicted, prefetch_bytes_out, useful_bytes_out, totals_out):
+                predicted, prefetch_bytes_out, useful_bytes_out):
     """Least recently used, as use times with a bitset of live times per pool; with prefetch when
     ``predicted`` has columns.
 
@@ -53,9 +53,8 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     the next position (``predicted[t, l]``, -1 = none) that is not resident is loaded into its pool as the
     newest use, evicting like a miss. ``pending[expert]`` is 1 while the expert's latest use is a counted
     prefetch; a look-up that hits it makes those bytes useful. Every counted prefetch is either used that
-    way or wasted (evicted unused, or unused at the end), so wasted = prefetched - useful.
-    ``prefetch_bytes_out`` / ``useful_bytes_out``: per counted token; ``totals_out``: (prefetched, useful,
-    wasted). One kernel for both: the loaded-expert bookkeeping is a few lines here, a kernel of its own
+    way or wasted (evicted unused, or unused at the end), so wasted = prefetched - useful, and every total
+    is a sum of ``prefetch_bytes_out`` / ``useful_bytes_out`` (per counted token). One kernel for both: the loaded-expert bookkeeping is a few lines here, a kernel of its own
     was a second full compile."""
     n_tokens, n_layers, top_k = experts.shape
     width = predicted.shape[2]
@@ -97,8 +96,6 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
     one = np.uint64(1)
-    prefetched_total = np.int64(0)
-    useful_total = np.int64(0)
     for t in range(n_tokens):
         row = experts[t]
         counted = t >= warmup_tokens
@@ -154,7 +151,6 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
                 misses_out[t - warmup_tokens, layer] = misses
             if not prefetching:
                 continue
-            useful_total += useful
             if counted:
                 useful_bytes_out[t - warmup_tokens] += useful
             next_t = t + (layer + 1) // n_layers  # the next position: layer + 1, or layer 0 of the next token
@@ -194,12 +190,8 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
             heads[pool] = head
             tails[pool] = tail
             used[pool] = in_use
-            prefetched_total += loaded
             if counted:
                 prefetch_bytes_out[t - warmup_tokens] += loaded
-    totals_out[0] = prefetched_total
-    totals_out[1] = useful_total
-    totals_out[2] = prefetched_total - useful_total
 
 
 @jit_helper

@@ -76,14 +76,25 @@ SCOPES: tuple[str, ...] = ("global", "per-layer")
 
 @dataclass(frozen=True, eq=False)
 class PrefetchResult:
-    """Prefetch traffic of one replay (bytes; per counted token and totals)."""
+    """Prefetch traffic of one replay (bytes per counted token; the totals are their sums)."""
 
     predictor: str
     prefetch_bytes: np.ndarray  # (n_counted_tokens,) int64: bytes speculatively loaded while on this token
     useful_bytes: np.ndarray  # (n_counted_tokens,) int64: prefetched bytes first used on this token
-    prefetch_bytes_total: int
-    useful_bytes_total: int
-    wasted_bytes_total: int  # prefetched but evicted before use or never used by the end of the trace
+
+    @property
+    def prefetch_bytes_total(self) -> int:
+        return int(self.prefetch_bytes.sum())
+
+    @property
+    def useful_bytes_total(self) -> int:
+        return int(self.useful_bytes.sum())
+
+    @property
+    def wasted_bytes_total(self) -> int:
+        """Prefetched but evicted before use or never used by the end of the trace: every counted
+        prefetch is either used once as a hit or wasted."""
+        return self.prefetch_bytes_total - self.useful_bytes_total
 
 
 @dataclass(frozen=True, eq=False)
@@ -326,7 +337,7 @@ def predict_experts(experts, spec: PrefetchSpec, n_experts: int | None = None, w
         keep = rng.random((n_tokens, n_layers, top_k)) < spec.accuracy
         wrong = rng.integers(0, max(n_experts - top_k, 1), size=(n_tokens, n_layers, top_k))
         guessed = np.empty((n_tokens, n_layers, top_k), np.int32)
-        _predict_oracle(experts, n_experts, keep, wrong.astype(np.int64), guessed)
+        _predict_oracle(experts, n_experts, keep, wrong, guessed)
         out[:, :, : min(width, top_k)] = guessed[:, :, : min(width, top_k)]
     elif spec.predictor == "previous-token":
         shared = min(width, top_k)
@@ -448,7 +459,7 @@ def _predict_cooccurrence(experts, counts, successors, out):
 def no_prefetch(experts) -> tuple:
     """The LRU kernel's prefetch arguments for a replay without prefetch (no predicted columns)."""
     n_tokens, n_layers, _ = experts.shape
-    return np.empty((n_tokens, n_layers, 0), np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(3, np.int64)
+    return np.empty((n_tokens, n_layers, 0), np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
 def run_lru_replay(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, spec, misses):
@@ -457,26 +468,16 @@ def run_lru_replay(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity
     from moesim.kernels.policies import _replay_lru
 
     if spec is None:
-        _replay_lru(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, np.zeros(0, np.int64),
-                    misses, *no_prefetch(experts))
-        return None
-    if not isinstance(spec, PrefetchSpec):
+        predicted, prefetch_bytes, useful = no_prefetch(experts)
+    elif isinstance(spec, PrefetchSpec):
+        predicted = predict_experts(experts, spec, n_experts, warmup_tokens)
+        prefetch_bytes = np.zeros(experts.shape[0] - warmup_tokens, np.int64)
+        useful = np.zeros(experts.shape[0] - warmup_tokens, np.int64)
+    else:
         raise MoesimError("prefetch must be a PrefetchSpec")
-    predicted = predict_experts(experts, spec, n_experts, warmup_tokens)
-    n_counted = experts.shape[0] - warmup_tokens
-    prefetch_bytes = np.zeros(n_counted, np.int64)
-    useful = np.zeros(n_counted, np.int64)
-    totals = np.zeros(3, np.int64)
     _replay_lru(experts, n_experts, layer_bytes, pool_of_layer, pool_capacity, warmup_tokens, np.zeros(0, np.int64),
-                misses, predicted, prefetch_bytes, useful, totals)
-    return PrefetchResult(
-        predictor=spec.predictor,
-        prefetch_bytes=prefetch_bytes,
-        useful_bytes=useful,
-        prefetch_bytes_total=int(totals[0]),
-        useful_bytes_total=int(totals[1]),
-        wasted_bytes_total=int(totals[2]),
-    )
+                misses, predicted, prefetch_bytes, useful)
+    return None if spec is None else PrefetchResult(spec.predictor, prefetch_bytes, useful)
 
 
 def _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misses, prefetch_result) -> ReplayResult:
