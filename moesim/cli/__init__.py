@@ -1,7 +1,7 @@
 """The `moesim` command line: a thin click layer over the library.
 
 Subcommands are imported lazily (by name, from `COMMANDS`) so `moesim --help` loads neither
-numba nor pyarrow. Any `MoesimError` becomes one line on stderr and exit code 2.
+numba nor pyarrow. Any `MoesimError`, and any click usage error, becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -51,6 +51,25 @@ class LazyGroup(click.Group):
         except MoesimError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's standalone handling, except that a usage error (unknown option, bad choice, missing
+        argument) is one line on stderr, like every other bad input, instead of usage + hint + error."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
