@@ -1,7 +1,7 @@
 """Expert-cache replacement policies, all with one signature.
 
 ``_replay_<kernel>(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
-aux, misses_out, ...)``: `_replay_lru` (LRU, and LRU with prefetch: four more arguments), `_replay_static`
+aux, misses_out, ...)``: `_replay_lru` (LRU, and LRU with prefetch: three more arguments), `_replay_static`
 (NumPy: it has no state), `_replay_queues` for FIFO and S3-FIFO and `_replay_heap` for LFU and both Belady
 variants (these two take one more argument, ``rule``). Each kernel costs a compile, so policies that
 share a data structure share a kernel.
@@ -54,8 +54,8 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
     newest use, evicting like a miss. ``pending[expert]`` is 1 while the expert's latest use is a counted
     prefetch; a look-up that hits it makes those bytes useful. Every counted prefetch is either used that
     way or wasted (evicted unused, or unused at the end), so wasted = prefetched - useful, and every total
-    is a sum of ``prefetch_bytes_out`` / ``useful_bytes_out`` (per counted token). One kernel for both: the loaded-expert bookkeeping is a few lines here, a kernel of its own
-    was a second full compile."""
+    is a sum of ``prefetch_bytes_out`` / ``useful_bytes_out`` (per counted token). One kernel for both: the
+    loaded-expert bookkeeping is a few lines here, a kernel of its own was a second full compile."""
     n_tokens, n_layers, top_k = experts.shape
     width = predicted.shape[2]
     prefetching = width > 0
@@ -139,11 +139,9 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
                 # with one expert size the evicted bytes are known without two dependent loads
                 freed = size if uniform else sizes[queue[slots + (oldest & slot_mask)]]
                 in_use -= evict * freed
-                while in_use > capacity:  # mixed sizes: a big expert can need several evictions
-                    oldest = _first_live(live, words, word_mask, head)
-                    live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
-                    head = oldest + 1
-                    in_use -= sizes[queue[slots + (oldest & slot_mask)]]
+                if in_use > capacity:  # mixed sizes: a big expert can need several evictions
+                    head, in_use = _evict_until_fits(live, queue, sizes, words, word_mask, slots, slot_mask, head,
+                                                     in_use, capacity)
             heads[pool] = head
             tails[pool] = tail
             used[pool] = in_use
@@ -179,11 +177,8 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
                 live[words + ((tail >> 6) & word_mask)] |= one << np.uint64(tail & 63)
                 tail += 1
                 in_use += size
-                while in_use > capacity:
-                    oldest = _first_live(live, words, word_mask, head)
-                    live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
-                    head = oldest + 1
-                    in_use -= sizes[queue[slots + (oldest & slot_mask)]]
+                head, in_use = _evict_until_fits(live, queue, sizes, words, word_mask, slots, slot_mask, head, in_use,
+                                                 capacity)
                 if counted and size <= capacity:  # a bigger expert emptied the pool and left with it
                     pending[item] = 1
                     loaded += size
@@ -192,6 +187,19 @@ def _replay_lru(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_cap
             used[pool] = in_use
             if counted:
                 prefetch_bytes_out[t - warmup_tokens] += loaded
+
+
+@jit_helper
+def _evict_until_fits(live, queue, sizes, words, word_mask, slots, slot_mask, head, in_use, capacity):
+    """Evict the pool's oldest residents while it holds more than ``capacity`` bytes; returns the new
+    (head, bytes in use)."""
+    one = np.uint64(1)
+    while in_use > capacity:
+        oldest = _first_live(live, words, word_mask, head)
+        live[words + ((oldest >> 6) & word_mask)] &= ~(one << np.uint64(oldest & 63))
+        head = oldest + 1
+        in_use -= sizes[queue[slots + (oldest & slot_mask)]]
+    return head, in_use
 
 
 @jit_helper
