@@ -89,18 +89,22 @@ def test_next_use_precompute(benchmark, stream):
 @pytest.mark.parametrize("scope", ["global", "per-layer"])
 def test_lru_curve_vs_one_lru_replay(benchmark, stream, scope):
     """The whole LRU curve (every capacity) against one LRU replay at 25%, both through the public
-    wrappers, the replay re-timed in this test so both see the same machine load."""
+    wrappers. Each round times a replay right before the curve (in pedantic's setup), so both see the same
+    machine load; the ratio is best curve over best replay."""
     experts, sizes, capacity = stream
     replay(experts[:4], "lru", capacity, sizes, scope=scope, n_experts=N_EXPERTS)
     lru_curve(experts[:4], sizes, scope=scope, n_experts=N_EXPERTS)
-    lru_seconds = float("inf")
-    for _ in range(3):
+    lru_seconds = []
+
+    def time_a_replay_then_hand_over_the_curve_arguments():
         started = time.perf_counter()
         replay(experts, "lru", capacity, sizes, scope=scope, n_experts=N_EXPERTS)
-        lru_seconds = min(lru_seconds, time.perf_counter() - started)
-    curve = benchmark.pedantic(lru_curve, args=(experts, sizes), kwargs=dict(scope=scope, n_experts=N_EXPERTS),
-                               rounds=3, iterations=1)
-    ratio = benchmark.stats.stats.min / lru_seconds
+        lru_seconds.append(time.perf_counter() - started)
+        return (experts, sizes), dict(scope=scope, n_experts=N_EXPERTS)
+
+    curve = benchmark.pedantic(lru_curve, setup=time_a_replay_then_hand_over_the_curve_arguments, rounds=5,
+                               iterations=1)
+    ratio = benchmark.stats.stats.min / min(lru_seconds)
     benchmark.extra_info.update(curve_over_one_lru_replay=ratio, hit_rate_at_capacity=curve.hit_rate_at(capacity))
     print(f"\n{scope} LRU curve = {ratio:.2f} x one LRU replay (goal <= 2)")
 

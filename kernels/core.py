@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
 from moesim.kernels._jit import jit, jit_helper
+
+LANES = 16  # nodes per group of the curve kernel's prefix-count levels (see `add_to_lanes_after`)
 
 if numba.config.DISABLE_JIT:
     # plain-Python twins so the kernels still run (and are covered) with NUMBA_DISABLE_JIT=1
@@ -33,6 +36,11 @@ if numba.config.DISABLE_JIT:
         word = int(word)
         return (word & -word).bit_length() - 1
 
+    def add_to_lanes_after(counts, group_start, lane, delta):
+        """``counts[group_start + i] += delta`` for every ``lane < i < LANES``."""
+        for i in range(int(lane) + 1, LANES):
+            counts[int(group_start) + i] += delta
+
 else:
     from numba.cpython.unsafe.numbers import trailing_zeros
 
@@ -44,6 +52,33 @@ else:
             return builder.ctpop(args[0])
 
         return types.uint64(types.uint64), codegen
+
+    @intrinsic
+    def add_to_lanes_after(typingctx, counts, group_start, lane, delta):
+        """``counts[group_start + i] += delta`` for every ``lane < i < LANES``, as one vector read-modify-write
+        of the group (a select on ``iota > lane``). Written as IR because LLVM turns the same loop, masked
+        with arithmetic or with an ``if``, into ``LANES`` compare-and-branch steps. The group must lie
+        inside ``counts`` (``group_start + LANES <= counts.size``); nothing is checked."""
+
+        def codegen(context, builder, signature, args):
+            counts_value, start_value, lane_value, delta_value = args
+            data = context.make_array(signature.args[0])(context, builder, value=counts_value).data
+            element = context.get_value_type(signature.args[0].dtype)
+            vector = ir.VectorType(element, LANES)
+            undefined = ir.Constant(vector, ir.Undefined)
+            everywhere = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+
+            def splat(scalar):
+                one_lane = builder.insert_element(undefined, builder.trunc(scalar, element), ir.Constant(ir.IntType(32), 0))
+                return builder.shuffle_vector(one_lane, undefined, everywhere)
+
+            group = builder.bitcast(builder.gep(data, [start_value], inbounds=True), vector.as_pointer())
+            after = builder.icmp_signed(">", ir.Constant(vector, list(range(LANES))), splat(lane_value))
+            step = builder.select(after, splat(delta_value), ir.Constant(vector, [0] * LANES))
+            builder.store(builder.add(builder.load(group, align=1), step), group, align=1)
+            return context.get_dummy_value()
+
+        return types.none(counts, types.uint64, types.int64, types.int64), codegen
 
 NEVER = np.int64(2**62)  # "no next use" / "cold miss" marker that compares greater than any real value
 

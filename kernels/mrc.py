@@ -8,22 +8,23 @@ vectorised comparison in the wrapper.
 
 Every use of an expert takes its pool's next *slot*; a slot is live while it is its expert's latest use, so
 ``need(x)`` is the bytes of the pool's live slots from x's slot on: the pool's live bytes minus the live
-bytes before that slot. Those come from two parts:
+bytes before that slot, counted per expert size of the pool (one size in the per-layer scope):
 
-- inside the slot's 64-slot word, from `popcnt`s of a live bitset per expert size of the pool (one bitset
-  when the pool's experts share one size, as in the per-layer scope), so mixed sizes take one pass;
-- before the word, from a 4-ary tree over the words whose nodes hold the live bytes of their range. Each
-  group of four siblings is stored after four zero slots, so the bytes of the siblings left of a node are
-  always the three slots just before it: a query is three loads per level and removing a slot one
-  subtraction per level, with no mask and no branch (a masked form costs a table load per sibling, and
-  LLVM turns an arithmetic mask into branches). The tree holds only finished words (those before the word
-  being filled), so a new use sets a bit and leaves the tree alone; a word enters the tree once, when it
-  fills, and a slot removed from the word being filled needs no tree update.
+- inside the slot's 64-slot word, from the `popcnt` of a live bitset;
+- before the word, from prefix counts over a 16-ary hierarchy of the words: level 0 has one node per
+  word, each level above one node per 16 nodes below, and every node holds the live slots of the nodes
+  left of it in its group of 16 (an exclusive prefix). Live slots before a word are then one load per
+  level and no branch. Removing a slot subtracts one from the nodes right of its node, at each level: a
+  16-lane vector read-modify-write (`add_to_lanes_after`), as cheap as one scalar update. Three levels
+  cover the 1024 words of a DeepSeek-sized global pool; the 4-ary tree of sums this replaced needed
+  five levels of three loads and one update each, which was half of the curve's time.
+- Only finished words (those before the word being filled) are counted in the levels, so a new use sets
+  a bit and leaves them alone; a word is added once, when it fills, and removing a slot of the word being
+  filled subtracts zero (the step is done anyway: a branch on it is mispredicted in per-layer pools).
 
 Slots are renumbered in order (compacted) when a pool runs out of its ``4 x experts`` (rounded up to a power
-of four, so the tree is complete) slots, about once per ``3 x experts`` uses. Hot indices are unsigned, which
-skips Numba's negative-index fix-up: the loads and stores per look-up (stack spills included), not the
-arithmetic, set the kernel's speed, so every layout choice above counts memory operations.
+of two) slots, about once per ``3 x experts`` uses. Hot indices are unsigned, which skips Numba's
+negative-index fix-up: the loads, stores and instructions per look-up set the kernel's speed.
 """
 
 from __future__ import annotations
@@ -31,20 +32,19 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.kernels._jit import jit, jit_helper
-from moesim.kernels.core import NEVER, largest_pool_items, popcount
+from moesim.kernels.core import LANES, NEVER, add_to_lanes_after, largest_pool_items, popcount
+
+LANE_BITS = LANES.bit_length() - 1
 
 
 @jit_helper
-def _finish_word(bits, sums, class_bytes, pool, n_classes, n_words, tree, bottom, word):
-    """Add the live bytes of a full word to the tree nodes above it (node ``h`` is at slot
-    ``tree + h + (h & -4) + 4``; the children of ``h`` are ``4h + 4 .. 4h + 7``)."""
-    content = np.int64(0)
-    for c in range(n_classes):
-        content += np.int64(popcount(bits[(pool * n_classes + c) * n_words + word])) * class_bytes[pool * n_classes + c]
-    here = bottom + word
-    while here >= 0:
-        sums[tree + here + (here & -4) + 4] += content
-        here = (here - 4) >> 2
+def _add_word(prefix, level_start, n_levels, base, word, delta):
+    """Add ``delta`` live slots in ``word`` to the prefix counts of one size class (offset ``base``)."""
+    node = np.uint64(word)
+    for level in range(n_levels):
+        group = np.uint64(base + level_start[level]) + (node & ~np.uint64(LANES - 1))
+        add_to_lanes_after(prefix, group, np.int64(node & np.uint64(LANES - 1)), delta)
+        node >>= np.uint64(LANE_BITS)
 
 
 @jit_helper
@@ -85,18 +85,24 @@ def _lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes, n
     n_items = n_layers * n_experts
     n_pools = class_bytes.shape[0] // n_classes
     largest_pool = largest_pool_items(pool_of_layer, n_pools, n_experts)
-    width = np.int64(256)  # slots per pool: 64 x a power of 4 words
-    while width < 4 * largest_pool or width < 2 * top_k:
-        width *= 4
-    n_words = width >> 6
-    bottom = (n_words - 4) // 3  # first node of the bottom level (one node per word)
-    span = 2 * (bottom + n_words)  # tree slots per pool
+    n_words = np.int64(LANES)
+    while n_words * 64 < 4 * largest_pool or n_words * 64 < 2 * top_k:
+        n_words *= 2
+    width = n_words * 64  # slots per pool
+    n_levels = np.int64(1)
+    while (n_words - 1) >> (LANE_BITS * n_levels) > 0:
+        n_levels += 1
+    level_start = np.empty(n_levels, np.int64)
+    span = np.int64(0)  # prefix counts per size class, every level padded to whole groups
+    for level in range(n_levels):
+        level_start[level] = span
+        span += (((n_words - 1) >> (LANE_BITS * level)) | (LANES - 1)) + 1
     bits = np.empty(n_pools * n_classes * n_words, np.uint64)
     for word in range(n_pools * n_classes * n_words):
         bits[word] = 0
-    sums = np.empty(n_pools * span, np.int64)
-    for node in range(n_pools * span):
-        sums[node] = 0
+    prefix = np.empty(n_pools * n_classes * span, np.int32)
+    for node in range(n_pools * n_classes * span):
+        prefix[node] = 0
     live = np.empty(n_words, np.uint64)
     rank_base = np.empty(n_words, np.int64)
     item_slot = np.empty(n_items, np.int32)
@@ -108,6 +114,8 @@ def _lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes, n
         tails[pool] = 0
         totals[pool] = 0
     one = np.uint64(1)
+    lane_mask = np.uint64(LANES - 1)
+    lane_bits = np.uint64(LANE_BITS)
     out = np.uint64(0)
     for t in range(n_tokens):
         row = experts[t]
@@ -118,37 +126,45 @@ def _lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes, n
             size = class_bytes[pool * n_classes + cls]
             pool_bits = pool * n_classes * n_words
             own_bits = np.uint64(pool_bits + cls * n_words)
-            tree = pool * span
+            own_prefix = (pool * n_classes + cls) * span
             # the pool's state lives in locals for the group so it stays in registers
             tail = tails[pool]
             total = totals[pool]
             if tail + top_k > width:
                 tail = _compact(pool, n_experts, pool_of_layer, class_of_layer, n_classes, n_words, bits, item_slot,
                                 live, rank_base)
-                for node in range(tree, tree + span):
-                    sums[node] = 0
+                for node in range(pool * n_classes * span, (pool + 1) * n_classes * span):
+                    prefix[node] = 0
                 for word in range(tail >> 6):
-                    _finish_word(bits, sums, class_bytes, pool, n_classes, n_words, tree, bottom, word)
+                    for c in range(n_classes):
+                        filled = np.int64(popcount(bits[pool_bits + c * n_words + word]))
+                        _add_word(prefix, level_start, n_levels, (pool * n_classes + c) * span, word, filled)
             for k in range(top_k):
                 item = np.uint64(base + np.int64(row[layer, k]))
                 slot = np.int64(item_slot[item])
                 need = NEVER
                 if slot >= 0:
-                    word = slot >> 6
+                    word = np.uint64(slot >> 6)
                     below = (one << np.uint64(slot & 63)) - one
-                    before = np.int64(popcount(bits[own_bits + np.uint64(word)] & below)) * size
+                    removed = -np.int64(np.int64(word) < (tail >> 6))  # the word being filled is not counted yet
+                    before_own = np.int64(popcount(bits[own_bits + word] & below))
+                    node = word
+                    for level in range(n_levels):  # read the prefix, then take the slot out of the nodes after
+                        group = np.uint64(own_prefix + level_start[level])
+                        before_own += np.int64(prefix[group + node])
+                        add_to_lanes_after(prefix, group + (node & ~lane_mask), np.int64(node & lane_mask), removed)
+                        node >>= lane_bits
+                    before = before_own * size
                     for c in range(1, n_classes):  # the pool's other sizes: no loop when it has one size
                         other = cls + c - n_classes * np.int64(cls + c >= n_classes)
-                        before += (np.int64(popcount(bits[np.uint64(pool_bits + other * n_words + word)] & below))
-                                   * class_bytes[pool * n_classes + other])
-                    bits[own_bits + np.uint64(word)] &= ~(one << np.uint64(slot & 63))
-                    removed = size * np.int64(word < (tail >> 6))  # the word being filled is not in the tree
-                    here = bottom + word
-                    while here >= 0:
-                        node = np.uint64(tree + here + (here & -4) + 4)
-                        before += sums[node - np.uint64(1)] + sums[node - np.uint64(2)] + sums[node - np.uint64(3)]
-                        sums[node] -= removed
-                        here = (here - 4) >> 2
+                        other_prefix = np.uint64((pool * n_classes + other) * span)
+                        before_other = np.int64(popcount(bits[np.uint64(pool_bits + other * n_words) + word] & below))
+                        node = word
+                        for level in range(n_levels):
+                            before_other += np.int64(prefix[other_prefix + np.uint64(level_start[level]) + node])
+                            node >>= lane_bits
+                        before += before_other * class_bytes[pool * n_classes + other]
+                    bits[own_bits + word] &= ~(one << np.uint64(slot & 63))
                     need = total - before
                     total -= size
                 bits[own_bits + np.uint64(tail >> 6)] |= one << np.uint64(tail & 63)
@@ -156,7 +172,10 @@ def _lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes, n
                 item_slot[item] = tail
                 tail += 1
                 if tail & 63 == 0:
-                    _finish_word(bits, sums, class_bytes, pool, n_classes, n_words, tree, bottom, (tail >> 6) - 1)
+                    word = (tail >> 6) - 1
+                    for c in range(n_classes):
+                        filled = np.int64(popcount(bits[pool_bits + c * n_words + word]))
+                        _add_word(prefix, level_start, n_levels, (pool * n_classes + c) * span, word, filled)
                 needs_out[out] = need
                 out += one
             tails[pool] = tail

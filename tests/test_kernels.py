@@ -23,6 +23,8 @@ from moesim.cache import (
     static_pins,
 )
 from moesim.errors import MoesimError
+from moesim.kernels._jit import jit
+from moesim.kernels.core import LANES, add_to_lanes_after
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -113,6 +115,24 @@ def test_lru_curve_matches_naive_stack_distances():
         assert len(got) == len(want)
         for g, w in zip(got, want):
             assert (w is None and g >= 2**62) or g == w
+
+
+@jit
+def _add_to_lanes_after_from_a_kernel(counts, group_start, lane, delta):
+    add_to_lanes_after(counts, np.uint64(group_start), np.int64(lane), np.int64(delta))
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2 * LANES), st.integers(0, LANES - 1), st.integers(-5, 5),
+       st.sampled_from([np.int32, np.int64]))
+def test_vector_lane_update_matches_a_loop(seed, group_start, lane, delta, dtype):
+    """The curve kernel's one hand-written vector primitive: only the lanes after ``lane`` of the group change."""
+    counts = np.random.default_rng(seed).integers(-1000, 1000, 3 * LANES).astype(dtype)
+    want = counts.copy()
+    for i in range(lane + 1, LANES):
+        want[group_start + i] += delta
+    _add_to_lanes_after_from_a_kernel(counts, group_start, lane, delta)
+    assert counts.tolist() == want.tolist()
 
 
 @SETTINGS

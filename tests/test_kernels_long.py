@@ -48,8 +48,8 @@ def test_lru_curve_past_slot_compaction_with_mixed_sizes_equals_the_reference(se
 
 @pytest.mark.parametrize("scope", ["global", "per-layer"])
 def test_lru_curve_with_a_deep_tree_and_three_sizes_equals_the_reference(scope):
-    """300 experts in the global pool: 4096 slots, so the curve's tree over 64-slot words has three levels,
-    and 10.8k look-ups compact it a few times; three expert sizes share the pool."""
+    """300 experts in the global pool: 2048 slots, so the curve's prefix counts over 64-slot words have two
+    levels, and 10.8k look-ups compact it a few times; three expert sizes share the pool."""
     rng = np.random.default_rng(7)
     p = 1.0 / np.arange(1, 101) ** 0.8
     experts = np.stack([
@@ -58,4 +58,19 @@ def test_lru_curve_with_a_deep_tree_and_three_sizes_equals_the_reference(scope):
     layer_bytes = np.array([3, 5, 2], np.int64)
     needs = lru_curve(experts, layer_bytes, scope=scope, warmup_tokens=5, n_experts=100).needs.reshape(-1)
     want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, scope=scope, warmup=5)]
+    assert needs.tolist() == want
+
+
+def test_lru_curve_with_three_prefix_levels_equals_the_reference():
+    """4352 experts in the global pool: 512 words of slots, so the curve's prefix counts have three levels,
+    and the 17.7k look-ups reach word 276, past the first node of the top level; two expert sizes."""
+    rng = np.random.default_rng(3)
+    n_layers, n_experts = 17, 256
+    p = 1.0 / np.arange(1, n_experts + 1)
+    experts = np.stack([
+        np.stack([rng.choice(n_experts, 4, replace=False, p=p / p.sum()) for _ in range(n_layers)]) for _ in range(260)
+    ]).astype(np.uint8)
+    layer_bytes = np.where(np.arange(n_layers) % 3 == 0, 5, 3).astype(np.int64)
+    needs = lru_curve(experts, layer_bytes, warmup_tokens=2, n_experts=n_experts).needs.reshape(-1)
+    want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, warmup=2)]
     assert needs.tolist() == want
