@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moesim.cache import POLICIES, lru_curve, next_use_times, replay
+from moesim.cache import POLICIES, lru_curve, next_use_times, opt_curve, replay
 
 N_EXPERTS = 256
 CAPACITY_FRACTION = 0.25
@@ -109,6 +109,29 @@ def test_lru_curve_vs_one_lru_replay(benchmark, stream, scope):
     print(f"\n{scope} LRU curve = {ratio:.2f} x one LRU replay (goal <= 2)")
 
 
+@pytest.mark.parametrize("scope", ["global", "per-layer"])
+def test_opt_curve_vs_one_belady_replay(benchmark, stream, scope):
+    """Belady's whole curve (every capacity, `opt_curve`) against one Belady replay at 25%, next-use times
+    given to both. No goal is set for it; it costs O(stack depth) per look-up (see `moesim.kernels.mrc`)."""
+    experts, sizes, capacity = stream
+    next_use = next_use_times(experts, N_EXPERTS)
+    replay(experts[:4], "belady", capacity, sizes, scope=scope, n_experts=N_EXPERTS)
+    opt_curve(experts[:4], sizes, scope=scope, n_experts=N_EXPERTS)
+    belady_seconds = []
+
+    def time_a_replay_then_hand_over_the_curve_arguments():
+        started = time.perf_counter()
+        replay(experts, "belady", capacity, sizes, scope=scope, n_experts=N_EXPERTS, next_use=next_use)
+        belady_seconds.append(time.perf_counter() - started)
+        return (experts, sizes), dict(scope=scope, n_experts=N_EXPERTS, next_use=next_use)
+
+    curve = benchmark.pedantic(opt_curve, setup=time_a_replay_then_hand_over_the_curve_arguments, rounds=2,
+                               iterations=1)
+    ratio = benchmark.stats.stats.min / min(belady_seconds)
+    benchmark.extra_info.update(curve_over_one_belady_replay=ratio, hit_rate_at_capacity=curve.hit_rate_at(capacity))
+    print(f"\n{scope} OPT curve = {ratio:.1f} x one Belady replay ({benchmark.stats.stats.min:.2f} s)")
+
+
 @pytest.mark.parametrize("n_tokens", [10_000, 100_000])
 def test_lru_scales_linearly(benchmark, n_tokens):
     experts = deepseek_experts(n_tokens)
@@ -130,7 +153,7 @@ COMPILE_SCRIPT = textwrap.dedent(
     import json, time
     import numpy as np
     started = time.perf_counter()
-    from moesim.cache import POLICIES, PrefetchSpec, lru_curve, replay
+    from moesim.cache import POLICIES, PrefetchSpec, lru_curve, opt_curve, replay
     experts = np.array([[[0, 1], [2, 3]], [[1, 2], [0, 3]], [[3, 0], [1, 2]]], np.uint8)
     for policy in POLICIES:
         replay(experts, policy, 3, [1, 2], warmup_tokens=1)
@@ -138,6 +161,7 @@ COMPILE_SCRIPT = textwrap.dedent(
         replay(experts, "lru", 3, [1, 2], warmup_tokens=2, prefetch=PrefetchSpec(predictor))
     lru_curve(experts, [1, 2])
     lru_curve(experts, [1, 2], scope="per-layer")
+    opt_curve(experts, [1, 2], scope="per-layer")
     print(json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time()}))
     """
 )

@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from moesim.kernels._jit import jit, jit_helper
 
-LANES = 16  # nodes per group of the curve kernel's prefix-count levels (see `add_to_lanes_after`)
+LANES = 16  # elements per vector step of `add_to_lanes_after` and `lanes_greater` (the curve kernels)
 
 if numba.config.DISABLE_JIT:
     # plain-Python twins so the kernels still run (and are covered) with NUMBA_DISABLE_JIT=1
@@ -35,6 +35,14 @@ if numba.config.DISABLE_JIT:
         """Index of the lowest set bit of a non-zero uint64."""
         word = int(word)
         return (word & -word).bit_length() - 1
+
+    def lanes_greater(values, group_start, threshold):
+        """Bit ``i`` set where ``values[group_start + i] > threshold``, for ``i < LANES``."""
+        mask = 0
+        for i in range(LANES):
+            if values[int(group_start) + i] > threshold:
+                mask |= 1 << i
+        return np.uint64(mask)
 
     def add_to_lanes_after(counts, group_start, lane, delta):
         """``counts[group_start + i] += delta`` for every ``lane < i < LANES``."""
@@ -54,6 +62,31 @@ else:
         return types.uint64(types.uint64), codegen
 
     @intrinsic
+    def lanes_greater(typingctx, values, group_start, threshold):
+        """Bit ``i`` set where ``values[group_start + i] > threshold`` (signed), for ``i < LANES``: one vector
+        compare of the group and its sign mask, so a scan for the next larger value steps ``LANES`` at a time.
+        The group must lie inside ``values``; nothing is checked."""
+
+        def codegen(context, builder, signature, args):
+            values_value, start_value, threshold_value = args
+            data = context.make_array(signature.args[0])(context, builder, value=values_value).data
+            element = context.get_value_type(signature.args[0].dtype)
+            vector = ir.VectorType(element, LANES)
+            group = builder.bitcast(builder.gep(data, [start_value], inbounds=True), vector.as_pointer())
+            greater = builder.icmp_signed(">", builder.load(group, align=1), _splat(builder, vector, threshold_value))
+            return builder.zext(builder.bitcast(greater, ir.IntType(LANES)), ir.IntType(64))
+
+        return types.uint64(values, types.uint64, types.int64), codegen
+
+    def _splat(builder, vector, scalar):
+        """``scalar`` (an i64) in every lane of ``vector``."""
+        element = vector.element
+        lane = builder.trunc(scalar, element) if element.width < 64 else scalar
+        undefined = ir.Constant(vector, ir.Undefined)
+        one_lane = builder.insert_element(undefined, lane, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one_lane, undefined, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+    @intrinsic
     def add_to_lanes_after(typingctx, counts, group_start, lane, delta):
         """``counts[group_start + i] += delta`` for every ``lane < i < LANES``, as one vector read-modify-write
         of the group (a select on ``iota > lane``). Written as IR because LLVM turns the same loop, masked
@@ -65,16 +98,9 @@ else:
             data = context.make_array(signature.args[0])(context, builder, value=counts_value).data
             element = context.get_value_type(signature.args[0].dtype)
             vector = ir.VectorType(element, LANES)
-            undefined = ir.Constant(vector, ir.Undefined)
-            everywhere = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-
-            def splat(scalar):
-                one_lane = builder.insert_element(undefined, builder.trunc(scalar, element), ir.Constant(ir.IntType(32), 0))
-                return builder.shuffle_vector(one_lane, undefined, everywhere)
-
             group = builder.bitcast(builder.gep(data, [start_value], inbounds=True), vector.as_pointer())
-            after = builder.icmp_signed(">", ir.Constant(vector, list(range(LANES))), splat(lane_value))
-            step = builder.select(after, splat(delta_value), ir.Constant(vector, [0] * LANES))
+            after = builder.icmp_signed(">", ir.Constant(vector, list(range(LANES))), _splat(builder, vector, lane_value))
+            step = builder.select(after, _splat(builder, vector, delta_value), ir.Constant(vector, [0] * LANES))
             builder.store(builder.add(builder.load(group, align=1), step), group, align=1)
             return context.get_dummy_value()
 

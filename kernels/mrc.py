@@ -25,6 +25,16 @@ bytes before that slot, counted per expert size of the pool (one size in the per
 Slots are renumbered in order (compacted) when a pool runs out of its ``4 x experts`` (rounded up to a power
 of two) slots, about once per ``3 x experts`` uses. Hot indices are unsigned, which skips Numba's
 negative-index fix-up: the loads, stores and instructions per look-up set the kernel's speed.
+
+`_opt_depths` does the same for Belady's MIN when every expert of a pool has one size (with mixed sizes
+optimal caching has no inclusion property, so no one-pass curve): Mattson et al.'s priority stack (1970),
+with the next use as priority. The top ``c`` entries of the stack are what MIN holds at capacity ``c``,
+so a look-up hits at ``c`` exactly when its expert's depth is at most ``c``. A look-up moves its expert
+to the top (without bypass) or lets it enter at the top (with bypass) and sinks the entry with the
+latest next use, position by position, down to the expert's old place. That is O(depth) per look-up: the
+scan for the next entry that sinks compares ``LANES`` next uses at once (`lanes_greater`), but a
+DeepSeek-sized global pool has depths of ~2500 and ~50 sinking entries per look-up (Bilardi et al.'s
+O(log V) Critical Stack Algorithm, CF 2017, is not implemented).
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.kernels._jit import jit, jit_helper
-from moesim.kernels.core import LANES, NEVER, add_to_lanes_after, largest_pool_items, popcount
+from moesim.kernels.core import LANES, NEVER, add_to_lanes_after, lanes_greater, largest_pool_items, popcount, trailing_zeros
 
 LANE_BITS = LANES.bit_length() - 1
 
@@ -180,3 +190,78 @@ def _lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes, n
                 out += one
             tails[pool] = tail
             totals[pool] = total
+
+
+@jit_helper
+def _sink(stack, stack_next, depth_of, base, start, end, carry, carry_next):
+    """Carry an entry down positions ``start .. end - 1`` of a priority stack: wherever the entry there has a
+    later next use than the carried one, they swap; the last carried entry lands at ``end``."""
+    one = np.uint64(1)
+    position = start
+    while position < end:
+        later = lanes_greater(stack_next, np.uint64(base + position), carry_next)
+        if end - position < LANES:
+            later &= (one << np.uint64(end - position)) - one
+        if later == 0:
+            position += LANES
+            continue
+        position += np.int64(trailing_zeros(later))
+        sunk = np.int64(stack[base + position])
+        sunk_next = stack_next[base + position]
+        stack[base + position] = carry
+        stack_next[base + position] = carry_next
+        depth_of[carry] = position
+        carry = sunk
+        carry_next = sunk_next
+        position += 1
+    stack[base + end] = carry
+    stack_next[base + end] = carry_next
+    depth_of[carry] = end
+
+
+@jit
+def _opt_depths(experts, n_experts, pool_of_layer, n_pools, next_use, bypass, depths_out):
+    """Write to ``depths_out`` (every look-up, warm-up included, in ``(token, layer, k)`` order) the number of
+    experts its pool must hold for Belady's MIN to hit it -- with bypass (a miss is not kept when its next
+    use is the latest) or without (every miss is kept); ``NEVER`` for a first use. ``next_use``: flat
+    index of each look-up's next use of the same expert (`next_use_times`)."""
+    n_tokens, n_layers, top_k = experts.shape
+    n_items = n_layers * n_experts
+    region = largest_pool_items(pool_of_layer, n_pools, n_experts) + LANES  # a vector step may read past the end
+    stack = np.empty(n_pools * region, np.int32)
+    stack_next = np.empty(n_pools * region, np.int64)
+    for position in range(n_pools * region):
+        stack[position] = 0
+        stack_next[position] = 0
+    depth_of = np.empty(n_items, np.int64)
+    for item in range(n_items):
+        depth_of[item] = -1
+    entries = np.empty(n_pools, np.int64)
+    for pool in range(n_pools):
+        entries[pool] = 0
+    lookup = np.int64(0)
+    for t in range(n_tokens):
+        row = experts[t]
+        for layer in range(n_layers):
+            pool = pool_of_layer[layer]
+            base = pool * region
+            for k in range(top_k):
+                item = layer * n_experts + np.int64(row[layer, k])
+                upcoming = next_use[lookup]
+                depth = depth_of[item]
+                if depth < 0:  # first use: the stack grows by one entry
+                    depths_out[lookup] = NEVER
+                    depth = entries[pool]
+                    entries[pool] += 1
+                else:
+                    depths_out[lookup] = depth + 1
+                if bypass:
+                    _sink(stack, stack_next, depth_of, base, np.int64(0), depth, item, upcoming)
+                else:
+                    if depth > 0:
+                        _sink(stack, stack_next, depth_of, base, np.int64(1), depth, np.int64(stack[base]),
+                              stack_next[base])
+                    stack[base] = item
+                    stack_next[base] = upcoming
+                    depth_of[item] = 0
+                lookup += 1

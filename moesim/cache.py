@@ -507,9 +507,10 @@ def _result(kind, scope, pool_capacity, warmup_tokens, top_k, layer_bytes, misse
 
 
 @dataclass(frozen=True, eq=False)
-class LruCurve:
-    """LRU behaviour at every capacity from one pass (see `lru_curve`)."""
+class MissRatioCurve:
+    """A stack policy's behaviour at every capacity from one pass (see `lru_curve`, `opt_curve`)."""
 
+    policy: str  # "lru", "belady" or "belady-demand": the `replay` policy the curve reproduces
     scope: str
     layer_bytes: np.ndarray  # (n_layers,) int64
     top_k: int
@@ -525,7 +526,7 @@ class LruCurve:
         return pool_capacity[pool_of_layer]
 
     def misses_at(self, capacity_bytes) -> np.ndarray:
-        """(n_counted_tokens, n_layers) int32 LRU misses at this capacity (same split as `replay`)."""
+        """(n_counted_tokens, n_layers) int32 misses at this capacity (same split as `replay`)."""
         caps = self._pool_caps_by_layer(capacity_bytes)
         return (self.needs > caps[None, :, None]).sum(axis=2, dtype=np.int32)
 
@@ -540,7 +541,7 @@ class LruCurve:
         return cached
 
     def hit_count_at(self, capacity_bytes) -> int:
-        """Total LRU hits at this capacity: a binary search, not a replay."""
+        """Total hits at this capacity: a binary search, not a replay."""
         caps = self._pool_caps_by_layer(capacity_bytes)
         sorted_needs = self._sorted_needs()
         if self.scope == "global":
@@ -548,11 +549,11 @@ class LruCurve:
         return int(sum(np.searchsorted(s, c, side="right") for s, c in zip(sorted_needs, caps)))
 
     def hit_rate_at(self, capacity_bytes) -> float:
-        """LRU hit rate of the counted look-ups at this capacity."""
+        """Hit rate of the counted look-ups at this capacity."""
         return self.hit_count_at(capacity_bytes) / self.lookups if self.lookups else float("nan")
 
 
-def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_tokens: int = 0, *, n_experts: int | None = None) -> LruCurve:
+def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_tokens: int = 0, *, n_experts: int | None = None) -> MissRatioCurve:
     """LRU hits at every capacity in one pass over the trace (byte stack distances).
 
     Exact: ``curve.misses_at(c)`` equals ``replay(experts, "lru", c, ...).misses`` for every ``c``.
@@ -566,7 +567,7 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
 
     Returns
     -------
-    LruCurve
+    MissRatioCurve
     """
     from moesim.kernels import mrc
 
@@ -591,4 +592,54 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     needs = np.empty((n_tokens, n_layers, top_k), np.int64)
     mrc._lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes.reshape(-1), n_classes, needs.reshape(-1))
     needs = needs[warmup_tokens:]
-    return LruCurve(scope, layer_bytes, top_k, warmup_tokens, needs)
+    return MissRatioCurve("lru", scope, layer_bytes, top_k, warmup_tokens, needs)
+
+
+def opt_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_tokens: int = 0, *, bypass: bool = True,
+              n_experts: int | None = None, next_use=None) -> MissRatioCurve:
+    """Belady's MIN at every capacity in one pass over the trace (OPT stack distances).
+
+    Exact: ``curve.misses_at(c)`` equals ``replay(experts, "belady", c, ...).misses`` (``bypass=False``:
+    ``"belady-demand"``) for every ``c``. Only where every expert of a pool has one size: with mixed sizes
+    optimal caching keeps no inclusion between capacities, so no one-pass curve exists; replay ``belady``
+    at the capacities you need. Cost grows with the stack depth (see `moesim.kernels.mrc`): a few times
+    one replay for per-layer pools, tens of times for one pool of a large model.
+
+    Parameters
+    ----------
+    experts : (n_tokens, n_layers, top_k) routed expert ids.
+    expert_bytes_by_layer : bytes of one routed expert in each MoE layer.
+    scope : ``"global"`` or ``"per-layer"`` (capacities passed to the curve are split like `replay`).
+    warmup_tokens : leading tokens that warm the cache and are not counted.
+    bypass : MIN with bypass (`belady`), else every miss is kept (`belady-demand`).
+    next_use : `next_use_times` of ``experts``, if already computed.
+
+    Returns
+    -------
+    MissRatioCurve
+    """
+    from moesim.kernels import mrc
+    from moesim.kernels.core import NEVER
+
+    experts = _as_experts(experts)
+    n_tokens, n_layers, top_k = experts.shape
+    n_experts = _n_experts(experts, n_experts)
+    layer_bytes = _layer_bytes(expert_bytes_by_layer, n_layers)
+    warmup_tokens = _check_warmup(warmup_tokens, n_tokens)
+    if scope not in SCOPES:
+        raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
+    if scope == "global" and np.unique(layer_bytes).size > 1:
+        raise MoesimError("an OPT curve needs one expert size per pool, and the global pool mixes "
+                          f"{np.unique(layer_bytes).size} sizes; use scope='per-layer', or replay 'belady' per capacity")
+    pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
+    if next_use is None:
+        next_use = next_use_times(experts, n_experts)
+    next_use = np.asarray(next_use)
+    if next_use.shape != (experts.size,) or next_use.dtype != np.int64:
+        raise MoesimError(f"next_use must be int64 with one entry per look-up ({experts.size}), got {next_use.dtype} {next_use.shape}")
+    depths = np.empty((n_tokens, n_layers, top_k), np.int64)
+    mrc._opt_depths(experts, n_experts, pool_of_layer, 1 if scope == "global" else n_layers, next_use, bool(bypass),
+                    depths.reshape(-1))
+    depths = depths[warmup_tokens:]
+    needs = np.where(depths == NEVER, NEVER, depths * layer_bytes[None, :, None])
+    return MissRatioCurve("belady" if bypass else "belady-demand", scope, layer_bytes, top_k, warmup_tokens, needs)

@@ -17,6 +17,7 @@ from moesim.cache import (
     PrefetchSpec,
     lru_curve,
     next_use_times,
+    opt_curve,
     pool_layout,
     predict_experts,
     replay,
@@ -24,7 +25,7 @@ from moesim.cache import (
 )
 from moesim.errors import MoesimError
 from moesim.kernels._jit import jit
-from moesim.kernels.core import LANES, add_to_lanes_after
+from moesim.kernels.core import LANES, add_to_lanes_after, lanes_greater
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -133,6 +134,46 @@ def test_vector_lane_update_matches_a_loop(seed, group_start, lane, delta, dtype
         want[group_start + i] += delta
     _add_to_lanes_after_from_a_kernel(counts, group_start, lane, delta)
     assert counts.tolist() == want.tolist()
+
+
+@jit
+def _lanes_greater_from_a_kernel(values, group_start, threshold):
+    return lanes_greater(values, np.uint64(group_start), np.int64(threshold))
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2 * LANES), st.integers(-1000, 1000), st.sampled_from([np.int32, np.int64]))
+def test_vector_lane_compare_matches_a_loop(seed, group_start, threshold, dtype):
+    values = np.random.default_rng(seed).integers(-1000, 1000, 3 * LANES).astype(dtype)
+    want = sum(1 << i for i in range(LANES) if values[group_start + i] > threshold)
+    assert int(_lanes_greater_from_a_kernel(values, group_start, threshold)) == want
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 3), st.sampled_from(["global", "per-layer"]),
+       st.integers(0, 3), st.booleans())
+def test_opt_curve_equals_naive_belady_at_every_capacity(seed, n_layers, top_k, scope, warmup, bypass):
+    """Every capacity from empty to every expert, per (token, layer), against the brute-force MIN (with and
+    without bypass); 20 experts per layer, so pools are deeper than one vector step of the scan."""
+    rng = np.random.default_rng(seed)
+    experts = random_trace(rng, 12, n_layers, top_k, 20)
+    layer_bytes = np.full(n_layers, 2) if scope == "global" else rng.integers(1, 4, n_layers)
+    curve = opt_curve(experts, layer_bytes, scope, warmup_tokens=warmup, bypass=bypass, n_experts=20)
+    reference = naive.belady if bypass else naive.belady_demand
+    assert curve.policy == ("belady" if bypass else "belady-demand")
+    for experts_held in range(0, 20 * n_layers + 2):
+        capacity = experts_held * 2 if scope == "global" else experts_held * int(layer_bytes.sum()) // n_layers
+        want = np.asarray(reference(experts, capacity, layer_bytes, scope=scope, warmup=warmup))
+        assert np.array_equal(curve.misses_at(capacity), want), experts_held
+
+
+def test_opt_curve_refuses_mixed_sizes_in_one_pool_and_a_wrong_next_use():
+    experts = random_trace(np.random.default_rng(0), 5, 2, 2, 6)
+    with pytest.raises(MoesimError, match="one expert size per pool"):
+        opt_curve(experts, [1, 2])
+    assert opt_curve(experts, [1, 2], scope="per-layer").lookups == experts.size
+    with pytest.raises(MoesimError, match="next_use"):
+        opt_curve(experts, [1, 1], next_use=np.zeros(3, np.int64))
 
 
 @SETTINGS

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import naive
-from moesim.cache import POLICIES, lru_curve, replay
+from moesim.cache import POLICIES, lru_curve, opt_curve, replay
 from moesim.trace.format import read_trace
 
 GOLDEN = Path(__file__).resolve().parent.parent / "traces" / "golden" / "golden.arrow"
@@ -84,6 +84,14 @@ def test_golden_counts_agree_with_naive_references(policy):
 def test_golden_lru_curve_reproduces_the_lru_ladder():
     curve = lru_curve(golden_experts(), np.ones(4, np.int64), warmup_tokens=WARMUP)
     assert [curve.lookups - curve.hit_count_at(c) for c in CAPACITIES] == MISSES_EQUAL["lru"]
+
+
+@pytest.mark.parametrize("bypass, policy", [(True, "belady"), (False, "belady-demand")])
+def test_golden_opt_curves_reproduce_the_belady_ladders(bypass, policy):
+    equal = opt_curve(golden_experts(), np.ones(4, np.int64), warmup_tokens=WARMUP, bypass=bypass)
+    assert [equal.lookups - equal.hit_count_at(c) for c in CAPACITIES] == MISSES_EQUAL[policy]
+    per_layer = opt_curve(golden_experts(), MIXED_BYTES, scope="per-layer", warmup_tokens=WARMUP, bypass=bypass)
+    assert [per_layer.lookups - per_layer.hit_count_at(c) for c in MIXED_CAPACITIES] == MISSES_MIXED[policy]
 
 
 if __name__ == "__main__":

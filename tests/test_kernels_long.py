@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import naive
-from moesim.cache import lru_curve, replay
+from moesim.cache import lru_curve, next_use_times, opt_curve, replay
 
 NEVER = 2**62
 
@@ -74,3 +74,21 @@ def test_lru_curve_with_three_prefix_levels_equals_the_reference():
     needs = lru_curve(experts, layer_bytes, warmup_tokens=2, n_experts=n_experts).needs.reshape(-1)
     want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, warmup=2)]
     assert needs.tolist() == want
+
+
+@pytest.mark.parametrize("bypass, policy", [(True, "belady"), (False, "belady-demand")])
+def test_opt_curve_on_a_deep_stack_equals_the_belady_replays(bypass, policy):
+    """300 experts in one pool: the OPT stack gets hundreds of entries deep, so the scan for the entry that
+    sinks takes many vector steps, and some stop inside a step. Checked against the replay kernels
+    (themselves checked against the naive references) at capacities from 1 to every expert."""
+    rng = np.random.default_rng(5)
+    p = 1.0 / np.arange(1, 101) ** 0.8
+    experts = np.stack([
+        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(400)
+    ]).astype(np.uint8)
+    sizes = np.full(3, 7, np.int64)
+    next_use = next_use_times(experts, 100)
+    curve = opt_curve(experts, sizes, warmup_tokens=5, bypass=bypass, n_experts=100, next_use=next_use)
+    for experts_held in (1, 17, 60, 150, 299, 300):
+        want = replay(experts, policy, experts_held * 7, sizes, warmup_tokens=5, n_experts=100, next_use=next_use)
+        assert np.array_equal(curve.misses_at(experts_held * 7), want.misses), experts_held
