@@ -630,7 +630,7 @@ def opt_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
         raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
     if scope == "global" and np.unique(layer_bytes).size > 1:
         raise MoesimError("an OPT curve needs one expert size per pool, and the global pool mixes "
-                          f"{np.unique(layer_bytes).size} sizes; use scope='per-layer', or replay 'belady' per capacity")
+                          f"{np.unique(layer_bytes).size} sizes; use the per-layer scope, or replay 'belady' at each capacity")
     pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
     if next_use is None:
         next_use = next_use_times(experts, n_experts)

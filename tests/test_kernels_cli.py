@@ -121,3 +121,57 @@ def test_capacity_to_bytes():
     assert parse_capacity("2").to_bytes(sizes, 4) == 400  # two average (200-byte) experts
     assert parse_capacity("1KB").to_bytes(sizes, 4) == 1000
     assert parse_capacity("3").to_bytes([1, 1], 8) == 3
+
+
+def curve_cli(args):
+    return CliRunner().invoke(cli, ["trace", "curve", *args])
+
+
+@pytest.mark.parametrize("policy, scope", [("lru", "global"), ("belady", "per-layer"), ("belady-demand", "global")])
+def test_curve_points_equal_replays_at_the_same_capacities(policy, scope):
+    res = curve_cli([GOLDEN, "--policy", policy, "--scope", scope, "--warmup", "20", "--capacity", "4",
+                     "--capacity", "25%", "--capacity", "40", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert (data["policy"], data["scope"], data["lookups"]) == (policy, scope, 220 * 8)
+    assert data["curve_seconds"] >= 0
+    experts = read_trace(GOLDEN).experts
+    for point, capacity in zip(data["points"], (4, 16, 40), strict=True):  # 25% of 64 experts of 1 byte = 16
+        want = library_replay(experts, policy, capacity, np.ones(4), scope=scope, warmup_tokens=20, n_experts=16)
+        assert (point["capacity_bytes"], point["hits"], point["misses"]) == (capacity, want.hit_count, want.miss_count)
+        assert point["hit_rate"] == pytest.approx(want.hit_rate)
+
+
+def test_curve_default_ladder_table_and_csv():
+    table = curve_cli([GOLDEN])
+    assert table.exit_code == 0, table.output
+    assert "hit_rate" in table.output and "100%" in table.output
+    csv = curve_cli([GOLDEN, "--format", "csv"]).output.strip().splitlines()
+    assert csv[0] == "capacity,capacity_bytes,hits,misses,hit_rate"
+    assert [line.split(",")[0] for line in csv[1:]] == ["5%", "10%", "25%", "50%", "75%", "100%"]
+    hits = [int(line.split(",")[2]) for line in csv[1:]]
+    assert hits == sorted(hits)  # LRU hits never fall as the cache grows
+
+
+def test_opt_and_min_are_accepted_as_belady_by_the_cli():
+    for command in (["replay", GOLDEN, "--capacity", "8"], ["curve", GOLDEN, "--capacity", "8"]):
+        for alias in ("opt", "MIN"):
+            res = CliRunner().invoke(cli, ["trace", *command, "--policy", alias, "--json"])
+            assert res.exit_code == 0, res.output
+            assert json.loads(res.stdout)["policy"] == "belady"
+
+
+def test_curve_bad_input_is_one_line_exit_2(tmp_path):
+    trace = tmp_path / "ds.arrow"
+    assert CliRunner().invoke(cli, ["trace", "gen", "--model", "deepseek-r1", "--tokens", "3", "-o", str(trace),
+                                    "--json"]).exit_code == 0
+    for args in ([str(trace), "--policy", "belady", "--quant", "Q4_K_M"],  # two expert sizes in the global pool
+                 [GOLDEN, "--capacity", "12XB"], [GOLDEN, "--policy", "lfu"], ["missing.arrow"],
+                 [GOLDEN, "--warmup", "1000"]):
+        res = curve_cli(args)
+        assert res.exit_code == 2, (args, res.output)
+        text = res.output.strip()
+        assert "Traceback" not in text and len(text.splitlines()) == 1 and text.startswith("Error:"), args
+    assert "one expert size per pool" in curve_cli([str(trace), "--policy", "belady", "--quant", "Q4_K_M"]).output
+    per_layer = curve_cli([str(trace), "--policy", "belady", "--quant", "Q4_K_M", "--scope", "per-layer", "--json"])
+    assert per_layer.exit_code == 0 and json.loads(per_layer.stdout)["points"][-1]["capacity"] == "100%"

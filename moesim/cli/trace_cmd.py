@@ -242,6 +242,7 @@ def presets(as_json, output_format):
             click.echo(f"{row['name']:12s} {row['description']}")
 
 
-from moesim.cli.replay_cmd import replay  # noqa: E402  (helper D's command, registered under `trace`)
+from moesim.cli.replay_cmd import curve, replay  # noqa: E402  (registered under `trace`)
 
 trace.add_command(replay)
+trace.add_command(curve)
