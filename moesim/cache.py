@@ -590,7 +590,10 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
                               np.int64)
     # the kernel writes every look-up (no counted/warm-up branch in its loop); the warm-up rows are sliced off
     needs = np.empty((n_tokens, n_layers, top_k), np.int64)
-    mrc._lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes.reshape(-1), n_classes, needs.reshape(-1))
+    largest_pool = n_experts * (n_layers if scope == "global" else 1)
+    count_dtype = np.int16 if largest_pool <= np.iinfo(np.int16).max else np.int32  # counts never exceed a pool's experts
+    mrc._lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes.reshape(-1), n_classes,
+                   np.empty(0, count_dtype), needs.reshape(-1))
     needs = needs[warmup_tokens:]
     return MissRatioCurve("lru", scope, layer_bytes, top_k, warmup_tokens, needs)
 

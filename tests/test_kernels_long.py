@@ -92,3 +92,18 @@ def test_opt_curve_on_a_deep_stack_equals_the_belady_replays(bypass, policy):
     for experts_held in (1, 17, 60, 150, 299, 300):
         want = replay(experts, policy, experts_held * 7, sizes, warmup_tokens=5, n_experts=100, next_use=next_use)
         assert np.array_equal(curve.misses_at(experts_held * 7), want.misses), experts_held
+
+
+def test_lru_curve_of_a_pool_too_large_for_16_bit_counts_equals_lru_replays():
+    """40000 experts in one pool: the prefix counts switch from int16 to int32, and ~36k of them are live at
+    the end, past int16's 32767. Checked against the LRU replay kernel at small, middle and full capacity."""
+    rng = np.random.default_rng(9)
+    first_uses = np.stack([rng.permutation(20000)[:18000].reshape(4500, 4) for _ in range(2)], axis=1)  # 36000 distinct
+    reuses = np.stack([np.stack([rng.choice(20000, 4, replace=False) for _ in range(2)]) for _ in range(1500)])
+    experts = np.concatenate([first_uses, reuses]).astype(np.uint16)
+    sizes = np.ones(2, np.int64)
+    curve = lru_curve(experts, sizes, warmup_tokens=10, n_experts=20000)
+    for capacity in (1000, 20000, 40000):
+        want = replay(experts, "lru", capacity, sizes, warmup_tokens=10, n_experts=20000)
+        assert np.array_equal(curve.misses_at(capacity), want.misses), capacity
+    assert len(np.unique(experts[:, 0])) + len(np.unique(experts[:, 1])) > 2**15
