@@ -553,6 +553,17 @@ class MissRatioCurve:
         return self.hit_count_at(capacity_bytes) / self.lookups if self.lookups else float("nan")
 
 
+def _curve_inputs(experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts):
+    """Checked inputs of a one-pass curve: ``(experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer)``."""
+    experts = _as_experts(experts)
+    n_tokens, n_layers, _ = experts.shape
+    if scope not in SCOPES:
+        raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
+    pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
+    return (experts, _n_experts(experts, n_experts), _layer_bytes(expert_bytes_by_layer, n_layers),
+            _check_warmup(warmup_tokens, n_tokens), pool_of_layer)
+
+
 def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_tokens: int = 0, *, n_experts: int | None = None) -> MissRatioCurve:
     """LRU hits at every capacity in one pass over the trace (byte stack distances).
 
@@ -571,14 +582,9 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     """
     from moesim.kernels import mrc
 
-    experts = _as_experts(experts)
+    experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer = _curve_inputs(
+        experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts)
     n_tokens, n_layers, top_k = experts.shape
-    n_experts = _n_experts(experts, n_experts)
-    layer_bytes = _layer_bytes(expert_bytes_by_layer, n_layers)
-    warmup_tokens = _check_warmup(warmup_tokens, n_tokens)
-    if scope not in SCOPES:
-        raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
-    pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
     # each pool's distinct expert sizes (one in the per-layer scope): the kernel keeps a live bitset per size
     n_pools = 1 if scope == "global" else n_layers
     sizes_of_pool = [np.unique(layer_bytes[pool_of_layer == pool]) for pool in range(n_pools)]
@@ -624,17 +630,12 @@ def opt_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     from moesim.kernels import mrc
     from moesim.kernels.core import NEVER
 
-    experts = _as_experts(experts)
+    experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer = _curve_inputs(
+        experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts)
     n_tokens, n_layers, top_k = experts.shape
-    n_experts = _n_experts(experts, n_experts)
-    layer_bytes = _layer_bytes(expert_bytes_by_layer, n_layers)
-    warmup_tokens = _check_warmup(warmup_tokens, n_tokens)
-    if scope not in SCOPES:
-        raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
     if scope == "global" and np.unique(layer_bytes).size > 1:
         raise MoesimError("an OPT curve needs one expert size per pool, and the global pool mixes "
                           f"{np.unique(layer_bytes).size} sizes; use the per-layer scope, or replay 'belady' at each capacity")
-    pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
     if next_use is None:
         next_use = next_use_times(experts, n_experts)
     next_use = np.asarray(next_use)

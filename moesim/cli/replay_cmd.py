@@ -15,6 +15,18 @@ _CURVE_POLICIES = ("lru", "belady", "belady-demand")
 _DEFAULT_CURVE_CAPACITIES = ("5%", "10%", "25%", "50%", "75%", "100%")
 
 
+_scope_option = click.option("--scope", type=click.Choice(["global", "per-layer"]), default="global",
+                             show_default=True, help="One pool for all layers, or the budget split evenly over layers.")
+
+
+def _expert_size_options(command):
+    """--model / --quant: where the bytes of one routed expert per layer come from (see `_expert_bytes`)."""
+    command = click.option("--quant", "quant_id", default=None,
+                           help="Quantization for expert sizes; without it every expert counts as 1 byte.")(command)
+    return click.option("--model", "model_id", default=None,
+                        help="Model for expert sizes (default: the trace's model).")(command)
+
+
 def _expert_bytes(trace, model_id, quant_id):
     """Bytes of one routed expert per MoE layer of the trace: from --model/--quant, else 1 each."""
     import numpy as np
@@ -72,13 +84,10 @@ def _emit(summary, rows, as_json, output_format):
               show_default=True, help="Replacement policy (belady, alias opt/min = offline optimum with bypass).")
 @click.option("--capacity", required=True,
               help="Cache size: N experts, a size such as 24GB or 512MiB, or P% of all routed experts.")
-@click.option("--scope", type=click.Choice(["global", "per-layer"]), default="global", show_default=True,
-              help="One pool for all layers, or the budget split evenly over layers.")
+@_scope_option
 @click.option("--warmup", "warmup_tokens", type=click.IntRange(min=0), default=0, show_default=True,
               help="Leading tokens that warm the cache and are not counted (static pinning learns on them).")
-@click.option("--model", "model_id", default=None, help="Model for expert sizes (default: the trace's model).")
-@click.option("--quant", "quant_id", default=None,
-              help="Quantization for expert sizes; without it every expert counts as 1 byte.")
+@_expert_size_options
 @click.option("--prefetch", "predictor", type=click.Choice(["oracle", "previous-token", "cooccurrence"]),
               default=None, help="Prefetch the next layer's experts with this predictor (lru only).")
 @click.option("--prefetch-accuracy", type=click.FloatRange(0, 1), default=1.0, show_default=True,
@@ -152,13 +161,10 @@ def replay(trace_path, policy, capacity, scope, warmup_tokens, model_id, quant_i
 @click.option("--capacity", "capacities", multiple=True,
               help="A capacity to read off the curve (repeat it): N experts, a size such as 24GB, or P%. "
                    f"Default: {', '.join(_DEFAULT_CURVE_CAPACITIES)}.")
-@click.option("--scope", type=click.Choice(["global", "per-layer"]), default="global", show_default=True,
-              help="One pool for all layers, or the budget split evenly over layers.")
+@_scope_option
 @click.option("--warmup", "warmup_tokens", type=click.IntRange(min=0), default=0, show_default=True,
               help="Leading tokens that warm the cache and are not counted.")
-@click.option("--model", "model_id", default=None, help="Model for expert sizes (default: the trace's model).")
-@click.option("--quant", "quant_id", default=None,
-              help="Quantization for expert sizes; without it every expert counts as 1 byte.")
+@_expert_size_options
 @output_options
 def curve(trace_path, policy, capacities, scope, warmup_tokens, model_id, quant_id, as_json, output_format):
     """Hits and misses of TRACE at many cache sizes from one pass (a miss-ratio curve).
