@@ -333,6 +333,7 @@ def warm_kernels(cells, prompt_tokens: int, seed: int, parallel: bool) -> None:
     kernel families compile at the same time in two forked processes (each writes the Numba
     cache), and this process then loads both from the cache. With `parallel` and a warm cache
     nothing is done here: the workers load the kernels themselves, at the same time."""
+    import moesim.kernels  # noqa: F401  (sets Numba's environment before Numba is first imported)
     import numba
 
     if not cells or numba.config.DISABLE_JIT:
