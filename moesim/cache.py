@@ -200,6 +200,16 @@ def next_use_times(experts, n_experts: int | None = None) -> np.ndarray:
     return kernel(experts, _n_experts(experts, n_experts))
 
 
+def _checked_next_use(experts: np.ndarray, n_experts: int, next_use) -> np.ndarray:
+    """Next-use times for Belady: the given ones as int64 (one per look-up), else computed."""
+    if next_use is None:
+        return next_use_times(experts, n_experts)
+    next_use = np.asarray(next_use, np.int64)
+    if next_use.shape != (experts.size,):
+        raise MoesimError(f"next_use must hold one entry per look-up ({experts.size}), got shape {next_use.shape}")
+    return next_use
+
+
 def static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts: int, warmup_tokens: int) -> np.ndarray:
     """1 for the experts static pinning keeps: per pool, the most used experts (counted on the warm-up
     prefix; on the whole trace when there is none -- an oracle placement), greedily while they fit.
@@ -272,9 +282,7 @@ def replay(
         )
     else:
         if kind in (PolicyKind.BELADY, PolicyKind.BELADY_DEMAND):
-            aux = next_use_times(experts, n_experts) if next_use is None else np.asarray(next_use, np.int64)
-            if aux.shape != (experts.size,):
-                raise MoesimError("next_use must hold one entry per look-up")
+            aux = _checked_next_use(experts, n_experts, next_use)
         elif kind is PolicyKind.STATIC:
             aux = static_pins(experts, layer_bytes, pool_of_layer, pool_capacity, n_experts, warmup_tokens)
         else:
@@ -636,11 +644,7 @@ def opt_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     if scope == "global" and np.unique(layer_bytes).size > 1:
         raise MoesimError("an OPT curve needs one expert size per pool, and the global pool mixes "
                           f"{np.unique(layer_bytes).size} sizes; use the per-layer scope, or replay 'belady' at each capacity")
-    if next_use is None:
-        next_use = next_use_times(experts, n_experts)
-    next_use = np.asarray(next_use)
-    if next_use.shape != (experts.size,) or next_use.dtype != np.int64:
-        raise MoesimError(f"next_use must be int64 with one entry per look-up ({experts.size}), got {next_use.dtype} {next_use.shape}")
+    next_use = _checked_next_use(experts, n_experts, next_use)
     depths = np.empty((n_tokens, n_layers, top_k), np.int64)
     mrc._opt_depths(experts, n_experts, pool_of_layer, 1 if scope == "global" else n_layers, next_use, bool(bypass),
                     depths.reshape(-1))

@@ -350,6 +350,7 @@ def test_policy_registry_names_and_aliases():
         (dict(expert_bytes_by_layer=[1, 0]), "positive"),
         (dict(policy="nope"), "unknown policy"),
         (dict(policy="fifo", prefetch=PrefetchSpec()), "lru policy only"),
+        (dict(policy="belady", next_use=np.zeros(3, np.int64)), "next_use must hold one entry per look-up"),
     ],
 )
 def test_bad_input_raises_moesim_error(kwargs, message):
