@@ -26,7 +26,7 @@ Slots are renumbered in order (compacted) when a pool runs out of its ``4 x expe
 of two) slots, about once per ``3 x experts`` uses. Hot indices are unsigned, which skips Numba's
 negative-index fix-up: the loads, stores and instructions per look-up set the kernel's speed.
 
-`_opt_depths` does the same for Belady's MIN when every expert of a pool has one size (with mixed sizes
+`_opt_needs` does the same for Belady's MIN when every expert of a pool has one size (with mixed sizes
 optimal caching has no inclusion property, so no one-pass curve): Mattson et al.'s priority stack (1970),
 with the next use as priority. The top ``c`` entries of the stack are what MIN holds at capacity ``c``,
 so a look-up hits at ``c`` exactly when its expert's depth is at most ``c``. A look-up moves its expert
@@ -220,11 +220,12 @@ def _sink(stack, stack_next, depth_of, base, start, end, carry, carry_next):
 
 
 @jit
-def _opt_depths(experts, n_experts, pool_of_layer, n_pools, next_use, bypass, depths_out):
-    """Write to ``depths_out`` (every look-up, warm-up included, in ``(token, layer, k)`` order) the number of
-    experts its pool must hold for Belady's MIN to hit it -- with bypass (a miss is not kept when its next
-    use is the latest) or without (every miss is kept); ``NEVER`` for a first use. ``next_use``: flat
-    index of each look-up's next use of the same expert (`next_use_times`)."""
+def _opt_needs(experts, n_experts, pool_of_layer, n_pools, layer_bytes, next_use, bypass, needs_out):
+    """Write to ``needs_out`` (every look-up, warm-up included, in ``(token, layer, k)`` order) the smallest
+    capacity at which Belady's MIN hits it: the number of experts its pool must hold times the layer's expert
+    bytes (every expert of a pool has one size) -- with bypass (a miss is not kept when its next use is the
+    latest) or without (every miss is kept); ``NEVER`` for a first use. ``next_use``: flat index of each
+    look-up's next use of the same expert (`next_use_times`)."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     region = largest_pool_items(pool_of_layer, n_pools, n_experts) + LANES  # a vector step may read past the end
@@ -250,11 +251,11 @@ def _opt_depths(experts, n_experts, pool_of_layer, n_pools, next_use, bypass, de
                 upcoming = next_use[lookup]
                 depth = depth_of[item]
                 if depth < 0:  # first use: the stack grows by one entry
-                    depths_out[lookup] = NEVER
+                    needs_out[lookup] = NEVER
                     depth = entries[pool]
                     entries[pool] += 1
                 else:
-                    depths_out[lookup] = depth + 1
+                    needs_out[lookup] = (depth + 1) * layer_bytes[layer]
                 if bypass or depth > 0:  # one call site: the helper is compiled into this kernel once
                     first = np.int64(0) if bypass else np.int64(1)
                     carried = item if bypass else np.int64(stack[base])

@@ -562,14 +562,15 @@ class MissRatioCurve:
 
 
 def _curve_inputs(experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts):
-    """Checked inputs of a one-pass curve: ``(experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer)``."""
+    """Checked inputs of a one-pass curve: ``(experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer,
+    n_pools)``."""
     experts = _as_experts(experts)
     n_tokens, n_layers, _ = experts.shape
     if scope not in SCOPES:
         raise MoesimError(f"unknown scope '{scope}' (choose from {', '.join(SCOPES)})")
     pool_of_layer = np.zeros(n_layers, np.int64) if scope == "global" else np.arange(n_layers, dtype=np.int64)
     return (experts, _n_experts(experts, n_experts), _layer_bytes(expert_bytes_by_layer, n_layers),
-            _check_warmup(warmup_tokens, n_tokens), pool_of_layer)
+            _check_warmup(warmup_tokens, n_tokens), pool_of_layer, int(pool_of_layer[-1]) + 1)
 
 
 def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_tokens: int = 0, *, n_experts: int | None = None) -> MissRatioCurve:
@@ -579,10 +580,7 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
 
     Parameters
     ----------
-    experts : (n_tokens, n_layers, top_k) routed expert ids.
-    expert_bytes_by_layer : bytes of one routed expert in each MoE layer.
-    scope : ``"global"`` or ``"per-layer"`` (capacities passed to the curve are split like `replay`).
-    warmup_tokens : leading tokens that warm the cache and are not counted.
+    experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts : as for `lru_curve`.
 
     Returns
     -------
@@ -590,11 +588,10 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     """
     from moesim.kernels import mrc
 
-    experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer = _curve_inputs(
+    experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer, n_pools = _curve_inputs(
         experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts)
     n_tokens, n_layers, top_k = experts.shape
     # each pool's distinct expert sizes (one in the per-layer scope): the kernel keeps a live bitset per size
-    n_pools = 1 if scope == "global" else n_layers
     sizes_of_pool = [np.unique(layer_bytes[pool_of_layer == pool]) for pool in range(n_pools)]
     n_classes = max([len(sizes) for sizes in sizes_of_pool] + [1])
     class_bytes = np.zeros((n_pools, n_classes), np.int64)
@@ -604,7 +601,7 @@ def lru_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
                               np.int64)
     # the kernel writes every look-up (no counted/warm-up branch in its loop); the warm-up rows are sliced off
     needs = np.empty((n_tokens, n_layers, top_k), np.int64)
-    largest_pool = n_experts * (n_layers if scope == "global" else 1)
+    largest_pool = n_experts * n_layers // n_pools
     count_dtype = np.int16 if largest_pool <= np.iinfo(np.int16).max else np.int32  # counts never exceed a pool's experts
     mrc._lru_needs(experts, n_experts, pool_of_layer, class_of_layer, class_bytes.reshape(-1), n_classes,
                    np.empty(0, count_dtype), needs.reshape(-1))
@@ -624,10 +621,7 @@ def opt_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
 
     Parameters
     ----------
-    experts : (n_tokens, n_layers, top_k) routed expert ids.
-    expert_bytes_by_layer : bytes of one routed expert in each MoE layer.
-    scope : ``"global"`` or ``"per-layer"`` (capacities passed to the curve are split like `replay`).
-    warmup_tokens : leading tokens that warm the cache and are not counted.
+    experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts : as for `lru_curve`.
     bypass : MIN with bypass (`belady`), else every miss is kept (`belady-demand`).
     next_use : `next_use_times` of ``experts``, if already computed.
 
@@ -636,18 +630,16 @@ def opt_curve(experts, expert_bytes_by_layer, scope: str = "global", warmup_toke
     MissRatioCurve
     """
     from moesim.kernels import mrc
-    from moesim.kernels.core import NEVER
 
-    experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer = _curve_inputs(
+    experts, n_experts, layer_bytes, warmup_tokens, pool_of_layer, n_pools = _curve_inputs(
         experts, expert_bytes_by_layer, scope, warmup_tokens, n_experts)
     n_tokens, n_layers, top_k = experts.shape
-    if scope == "global" and np.unique(layer_bytes).size > 1:
-        raise MoesimError("an OPT curve needs one expert size per pool, and the global pool mixes "
-                          f"{np.unique(layer_bytes).size} sizes; use the per-layer scope, or replay 'belady' at each capacity")
+    n_sizes = np.unique(layer_bytes).size
+    if scope == "global" and n_sizes > 1:
+        raise MoesimError(f"an OPT curve needs one expert size per pool, and the global pool mixes {n_sizes} sizes; "
+                          "use the per-layer scope, or replay 'belady' at each capacity")
     next_use = _checked_next_use(experts, n_experts, next_use)
-    depths = np.empty((n_tokens, n_layers, top_k), np.int64)
-    mrc._opt_depths(experts, n_experts, pool_of_layer, 1 if scope == "global" else n_layers, next_use, bool(bypass),
-                    depths.reshape(-1))
-    depths = depths[warmup_tokens:]
-    needs = np.where(depths == NEVER, NEVER, depths * layer_bytes[None, :, None])
+    needs = np.empty((n_tokens, n_layers, top_k), np.int64)
+    mrc._opt_needs(experts, n_experts, pool_of_layer, n_pools, layer_bytes, next_use, bool(bypass), needs.reshape(-1))
+    needs = needs[warmup_tokens:]
     return MissRatioCurve("belady" if bypass else "belady-demand", scope, layer_bytes, top_k, warmup_tokens, needs)
