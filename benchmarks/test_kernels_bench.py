@@ -83,25 +83,34 @@ def test_next_use_precompute(benchmark, stream):
     benchmark.pedantic(next_use_times, args=(experts, N_EXPERTS), rounds=3, iterations=1)
 
 
+def benchmark_in_turns_with(benchmark, reference, measured, args, kwargs, rounds):
+    """Benchmark ``measured(*args, **kwargs)``, timing ``reference()`` right before each round (in pedantic's
+    setup), so a slow phase of the shared machine hits both. Returns (measured's result, best reference
+    seconds); measured's best is ``benchmark.stats.stats.min``."""
+    reference_seconds = []
+
+    def time_the_reference_then_hand_over_the_arguments():
+        started = time.perf_counter()
+        reference()
+        reference_seconds.append(time.perf_counter() - started)
+        return args, kwargs
+
+    result = benchmark.pedantic(measured, setup=time_the_reference_then_hand_over_the_arguments, rounds=rounds,
+                                iterations=1)
+    return result, min(reference_seconds)
+
+
 @pytest.mark.parametrize("scope", ["global", "per-layer"])
 def test_lru_curve_vs_one_lru_replay(benchmark, stream, scope):
     """The whole LRU curve (every capacity) against one LRU replay at 25%, both through the public
-    wrappers. Each round times a replay right before the curve (in pedantic's setup), so both see the same
-    machine load; the ratio is best curve over best replay."""
+    wrappers and timed in turns; the ratio is best curve over best replay."""
     experts, sizes, capacity = stream
     replay(experts[:4], "lru", capacity, sizes, scope=scope, n_experts=N_EXPERTS)
     lru_curve(experts[:4], sizes, scope=scope, n_experts=N_EXPERTS)
-    lru_seconds = []
-
-    def time_a_replay_then_hand_over_the_curve_arguments():
-        started = time.perf_counter()
-        replay(experts, "lru", capacity, sizes, scope=scope, n_experts=N_EXPERTS)
-        lru_seconds.append(time.perf_counter() - started)
-        return (experts, sizes), dict(scope=scope, n_experts=N_EXPERTS)
-
-    curve = benchmark.pedantic(lru_curve, setup=time_a_replay_then_hand_over_the_curve_arguments, rounds=5,
-                               iterations=1)
-    ratio = benchmark.stats.stats.min / min(lru_seconds)
+    curve, lru_seconds = benchmark_in_turns_with(
+        benchmark, lambda: replay(experts, "lru", capacity, sizes, scope=scope, n_experts=N_EXPERTS),
+        lru_curve, (experts, sizes), dict(scope=scope, n_experts=N_EXPERTS), rounds=5)
+    ratio = benchmark.stats.stats.min / lru_seconds
     benchmark.extra_info.update(curve_over_one_lru_replay=ratio, hit_rate_at_capacity=curve.hit_rate_at(capacity))
     print(f"\n{scope} LRU curve = {ratio:.2f} x one LRU replay (goal <= 2)")
 
@@ -109,43 +118,30 @@ def test_lru_curve_vs_one_lru_replay(benchmark, stream, scope):
 @pytest.mark.parametrize("scope", ["global", "per-layer"])
 def test_opt_curve_vs_one_belady_replay(benchmark, stream, scope):
     """Belady's whole curve (every capacity, `opt_curve`) against one Belady replay at 25%, next-use times
-    given to both. No goal is set for it; it costs O(stack depth) per look-up (see `moesim.kernels.mrc`)."""
+    given to both, timed in turns. No goal is set for it; it costs O(stack depth) per look-up (see
+    `moesim.kernels.mrc`)."""
     experts, sizes, capacity = stream
     next_use = next_use_times(experts, N_EXPERTS)
     replay(experts[:4], "belady", capacity, sizes, scope=scope, n_experts=N_EXPERTS)
     opt_curve(experts[:4], sizes, scope=scope, n_experts=N_EXPERTS)
-    belady_seconds = []
-
-    def time_a_replay_then_hand_over_the_curve_arguments():
-        started = time.perf_counter()
-        replay(experts, "belady", capacity, sizes, scope=scope, n_experts=N_EXPERTS, next_use=next_use)
-        belady_seconds.append(time.perf_counter() - started)
-        return (experts, sizes), dict(scope=scope, n_experts=N_EXPERTS, next_use=next_use)
-
-    curve = benchmark.pedantic(opt_curve, setup=time_a_replay_then_hand_over_the_curve_arguments, rounds=2,
-                               iterations=1)
-    ratio = benchmark.stats.stats.min / min(belady_seconds)
+    curve, belady_seconds = benchmark_in_turns_with(
+        benchmark, lambda: replay(experts, "belady", capacity, sizes, scope=scope, n_experts=N_EXPERTS, next_use=next_use),
+        opt_curve, (experts, sizes), dict(scope=scope, n_experts=N_EXPERTS, next_use=next_use), rounds=2)
+    ratio = benchmark.stats.stats.min / belady_seconds
     benchmark.extra_info.update(curve_over_one_belady_replay=ratio, hit_rate_at_capacity=curve.hit_rate_at(capacity))
     print(f"\n{scope} OPT curve = {ratio:.1f} x one Belady replay ({benchmark.stats.stats.min:.2f} s)")
 
 
 def test_lru_scales_linearly(benchmark):
-    """LRU replay of a 100k-token trace against a 10k-token one, per look-up. Each round times the short
-    replay right before the long one (in pedantic's setup), so a slow phase of the machine hits both."""
+    """LRU replay of a 100k-token trace against a 10k-token one, per look-up, timed in turns."""
     short, long = deepseek_experts(10_000), deepseek_experts(100_000)
     sizes = np.ones(short.shape[1], np.int64)
     capacity = int(short.shape[1] * N_EXPERTS * CAPACITY_FRACTION)
     replay(short[:4], "lru", capacity, sizes, n_experts=N_EXPERTS)
-    short_seconds = []
-
-    def time_the_short_trace_then_hand_over_the_long_one():
-        started = time.perf_counter()
-        replay(short, "lru", capacity, sizes, n_experts=N_EXPERTS)
-        short_seconds.append(time.perf_counter() - started)
-        return (long, "lru", capacity, sizes), dict(n_experts=N_EXPERTS)
-
-    benchmark.pedantic(replay, setup=time_the_short_trace_then_hand_over_the_long_one, rounds=4, iterations=1)
-    ratio = (benchmark.stats.stats.min / long.size) / (min(short_seconds) / short.size)
+    _, short_seconds = benchmark_in_turns_with(
+        benchmark, lambda: replay(short, "lru", capacity, sizes, n_experts=N_EXPERTS),
+        replay, (long, "lru", capacity, sizes), dict(n_experts=N_EXPERTS), rounds=4)
+    ratio = (benchmark.stats.stats.min / long.size) / (short_seconds / short.size)
     benchmark.extra_info.update(ns_per_lookup=benchmark.stats.stats.min / long.size * 1e9, per_lookup_cost_vs_10k=ratio)
     print(f"\nper-look-up cost at 100k tokens = {ratio:.2f} x the cost at 10k (1.0 = linear)")
 
