@@ -52,3 +52,11 @@ def output_options(func):
 
 def wants_json(as_json: bool, output_format: str | None) -> bool:
     return as_json or output_format == "json"
+
+
+def print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    """Columns aligned to their widest cell, two spaces apart (the table format of every command)."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for r in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())

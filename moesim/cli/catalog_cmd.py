@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from moesim.errors import MoesimError, unknown_id_error
-from moesim.output import emit_json, output_options, wants_json
+from moesim.output import emit_json, output_options, print_table, wants_json
 
 
 def model_record(m) -> dict:
@@ -27,13 +27,6 @@ def quant_record(q) -> dict:
     rec = asdict(q)
     rec["default_bits_per_weight"] = get_storage_type(q.default_type).bits_per_weight
     return rec
-
-
-def _table(rows: list[tuple], headers: tuple[str, ...]) -> None:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    click.echo("  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for r in rows:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 @click.group("catalog")
@@ -56,7 +49,7 @@ def models_cmd(as_json, output_format):
          f"{total_params(m) / 1e9:.1f}B", f"{active_params(m) / 1e9:.1f}B", m.max_context)
         for m in models
     ]
-    _table(rows, ("alias", "id", "family", "attn", "experts", "total", "active", "context"))
+    print_table(rows, ("alias", "id", "family", "attn", "experts", "total", "active", "context"))
 
 
 @catalog.command("quants")
@@ -74,13 +67,13 @@ def quants_cmd(as_json, output_format):
             "llama_cpp_rules": [asdict(r) for r in LLAMA_CPP_RULES.values()],
         })
         return
-    _table([(q.id, q.kind, q.default_type, q.description) for q in quants], ("quant", "kind", "default", "description"))
+    print_table([(q.id, q.kind, q.default_type, q.description) for q in quants], ("quant", "kind", "default", "description"))
     click.echo("")
-    _table([(t.name, t.block_size * t.block_rows, t.bits_per_block, f"{t.bits_per_weight:.4f}", "ggml" if t.ggml else "")
+    print_table([(t.name, t.block_size * t.block_rows, t.bits_per_block, f"{t.bits_per_weight:.4f}", "ggml" if t.ggml else "")
             for t in types], ("type", "block", "bits/block", "bpw", ""))
     click.echo("")
     click.echo("llama.cpp rule sets (append to a file type: Q4_K_M@pre-4872):")
-    _table([(r.name, r.until or "-", r.description) for r in LLAMA_CPP_RULES.values()],
+    print_table([(r.name, r.until or "-", r.description) for r in LLAMA_CPP_RULES.values()],
            ("rules", "replaced", "description"))
 
 
@@ -95,11 +88,11 @@ def devices_cmd(as_json, output_format):
     if wants_json(as_json, output_format):
         emit_json({"devices": [asdict(d) for d in devices], "systems": [asdict(s) for s in systems]})
         return
-    _table([(d.slug, d.kind, d.name, f"{d.memory_gb:g} GB", f"{d.bandwidth_gbps:g} GB/s") for d in devices],
+    print_table([(d.slug, d.kind, d.name, f"{d.memory_gb:g} GB", f"{d.bandwidth_gbps:g} GB/s") for d in devices],
            ("slug", "kind", "name", "memory", "bandwidth"))
     if systems:
         click.echo("")
-        _table([(s.slug, s.name, s.device, s.device_count, s.interconnect) for s in systems],
+        print_table([(s.slug, s.name, s.device, s.device_count, s.interconnect) for s in systems],
                ("system", "name", "device", "count", "interconnect"))
 
 
@@ -113,7 +106,7 @@ def engines_cmd(as_json, output_format):
     if wants_json(as_json, output_format):
         emit_json({"engines": [asdict(e) for e in engines]})
         return
-    _table([(e.name, e.mla_kv_layout, e.runtime_overhead_bytes, e.source) for e in engines],
+    print_table([(e.name, e.mla_kv_layout, e.runtime_overhead_bytes, e.source) for e in engines],
            ("engine", "mla kv", "overhead bytes", "source"))
 
 

@@ -54,7 +54,7 @@ def _expert_bytes(trace, model_id, quant_id):
 
 def _emit(summary, rows, as_json, output_format):
     """One JSON object (summary + rows), CSV (one line per row, or the summary), or aligned text."""
-    from moesim.output import emit_json, wants_json
+    from moesim.output import emit_json, print_table, wants_json
 
     if wants_json(as_json, output_format):
         emit_json({**summary, "points": rows} if rows is not None else summary)
@@ -71,11 +71,7 @@ def _emit(summary, rows, as_json, output_format):
         click.echo(f"{key.ljust(width)}  {shown}")
     if rows:
         click.echo("")
-        widths = {key: max(len(key), *(len(f"{row[key]:.4f}" if isinstance(row[key], float) else str(row[key])) for row in rows))
-                  for key in rows[0]}
-        click.echo("  ".join(key.rjust(widths[key]) for key in rows[0]))
-        for row in rows:
-            click.echo("  ".join((f"{v:.4f}" if isinstance(v, float) else str(v)).rjust(widths[k]) for k, v in row.items()))
+        print_table([tuple(f"{v:.4f}" if isinstance(v, float) else v for v in row.values()) for row in rows], tuple(rows[0]))
 
 
 @click.command("replay")
