@@ -107,3 +107,19 @@ def test_lru_curve_of_a_pool_too_large_for_16_bit_counts_equals_lru_replays():
         want = replay(experts, "lru", capacity, sizes, warmup_tokens=10, n_experts=20000)
         assert np.array_equal(curve.misses_at(capacity), want.misses), capacity
     assert len(np.unique(experts[:, 0])) + len(np.unique(experts[:, 1])) > 2**15
+
+
+@pytest.mark.parametrize("policy", ["lfu", "belady", "belady-demand"])
+def test_heap_policies_on_a_deep_heap_with_mixed_sizes_equal_the_reference(policy):
+    """Up to 300 residents in one pool: the 8-ary heap of LFU and Belady has three levels, so sifting moves
+    entries across full and partly filled levels; three expert sizes share the pool."""
+    rng = np.random.default_rng(11)
+    p = 1.0 / np.arange(1, 101) ** 0.8
+    experts = np.stack([
+        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(250)
+    ]).astype(np.uint8)
+    layer_bytes = np.array([3, 5, 2], np.int64)
+    for capacity in (40, 300, 700):
+        got = replay(experts, policy, capacity, layer_bytes, warmup_tokens=4, n_experts=100).misses
+        want = np.asarray(naive.POLICIES[policy](experts, capacity, layer_bytes, warmup=4))
+        assert np.array_equal(got, want), capacity
