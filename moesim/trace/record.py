@@ -17,7 +17,39 @@ from moesim.errors import MoesimError
 from moesim.trace.format import Trace, TraceMeta, make_trace
 
 
+def load_installed_hub_kernels() -> None:
+    """Make ``import kernels`` inside transformers get the installed PyPI package, not this checkout.
+
+    The directory that ships as `moesim.kernels` is named `kernels/` in a source checkout, and when the
+    checkout root is on sys.path (``python -m moesim``, ``python -m pytest``) it hides the PyPI package
+    `kernels`, which transformers 5 imports whenever that package is installed (it depends on it). Load
+    the installed one first, with the checkout's entries out of sys.path, so transformers finds it in
+    sys.modules; if none is installed, transformers sees no version for the name and leaves it alone."""
+    import importlib.util
+    import sys
+
+    from moesim import kernels as own
+
+    own_dir = Path(own.__path__[0]).resolve()
+    loaded = sys.modules.get("kernels")
+    if loaded is not None and Path(getattr(loaded, "__file__", None) or "/").parent.resolve() != own_dir:
+        return
+    spec = importlib.util.find_spec("kernels") if loaded is None else loaded.__spec__
+    if spec is None or spec.origin is None or Path(spec.origin).parent.resolve() != own_dir:
+        return
+    saved_path = sys.path[:]
+    sys.path[:] = [entry for entry in sys.path if (Path(entry or ".") / "kernels").resolve() != own_dir]
+    sys.modules.pop("kernels", None)
+    try:
+        importlib.import_module("kernels")
+    except ImportError:
+        pass
+    finally:
+        sys.path[:] = saved_path
+
+
 def _imports():
+    load_installed_hub_kernels()
     try:
         import torch
         import transformers
