@@ -111,6 +111,9 @@ def _place_memory(kind, n, cache_bytes, mach, fixed_cum_rev, fixed_total, fixed_
     for p in range(18):
         res[p] = 0.0
     res[1] = R_OK
+    if not (np.int64(mach[M_RUN_KINDS]) >> kind) & 1:
+        res[1] = R_ENGINE if mach[M_ENGINE_DRIVES] > 0 else R_BACKEND
+        return
     if n_gpus == 0 and kind != K_CPU:
         res[1] = R_NO_GPU
         return
@@ -395,6 +398,9 @@ def _evaluate_points(
                         cand_kind[nc] = K_NCPUMOE
                         cand_n[nc] = nn
                         nc += 1
+                    cand_kind[nc] = K_KTRANS
+                    cand_n[nc] = 0
+                    nc += 1
                     cand_kind[nc] = K_CACHE
                     cand_n[nc] = 0
                     nc += 1
@@ -404,6 +410,15 @@ def _evaluate_points(
                 cand_kind[nc] = K_CPU
                 cand_n[nc] = 0
                 nc += 1
+            # only what the engine implements and runs here; if none, the first, refused with the engine's reason
+            auto_kinds = np.int64(mach[M_AUTO_KINDS])
+            kept = 0
+            for c in range(nc):
+                if (auto_kinds >> cand_kind[c]) & 1:
+                    cand_kind[kept] = cand_kind[c]
+                    cand_n[kept] = cand_n[c]
+                    kept += 1
+            nc = max(kept, 1)
         else:
             cand_kind[0] = kind0
             cand_n[0] = point_n[i]

@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 
 from moesim.errors import MoesimError
+from moesim.timing_layout import ALL_KINDS_MASK, KIND_CODES, R_BACKEND, R_ENGINE
 
 
 @lru_cache(maxsize=1)
@@ -92,6 +93,19 @@ class Hierarchy:
     host_sockets: int
     assumptions: dict = field(default_factory=dict, compare=False, hash=False)
     gpu_layer_floor_s: float = 0.0  # fixed GPU time per block per step (device class)
+    # placement kinds as bitmasks over moesim.timing_layout.KIND_CODES (see `engine_support`)
+    auto_kinds_mask: int = ALL_KINDS_MASK
+    runnable_kinds_mask: int = ALL_KINDS_MASK
+    engine_drives_device: bool = True  # one of the engine's backends runs on this machine (else R_BACKEND)
+    engine_notes: tuple[str, str] = ("", "")  # refusal text: (strategy the engine lacks, device it cannot drive)
+
+    def runs(self, kind: str) -> bool:
+        """Whether an explicit strategy of this kind can run here with the hierarchy's engine."""
+        return bool(self.runnable_kinds_mask >> KIND_CODES[kind] & 1)
+
+    def refusal_code(self, kind: str) -> int:
+        """R_ENGINE / R_BACKEND for a kind that `runs` refuses."""
+        return R_ENGINE if self.engine_drives_device else R_BACKEND
 
     @property
     def has_gpu(self) -> bool:
@@ -100,6 +114,47 @@ class Hierarchy:
 
 def _gbps(value: float | None) -> float:
     return float(value or 0.0) * 1e9
+
+
+def _mask(kinds) -> int:
+    mask = 0
+    for kind in kinds:
+        mask |= 1 << KIND_CODES[kind]
+    return mask
+
+
+def engine_support(engine, device) -> dict:
+    """What `engine` can run on `device`, as Hierarchy fields.
+
+    - engine kinds: the placements the engine implements (engines.toml `strategies`), plus the what-if
+      placements no catalog engine implements (`expert-cache`, `cpu-or-fetch`: research systems that
+      moesim models), which stay open to every engine as explicit strategies;
+    - runnable: those, if one of the engine's backends drives the device (backends.toml); else only
+      `cpu` when the engine has a CPU backend (it then runs on the host), else nothing;
+    - auto: runnable kinds the engine implements -- `auto` recommends only what the engine can do."""
+    from moesim.catalog.engines import all_engines, machine_backends
+
+    implemented = _mask(engine.strategies)
+    implemented_anywhere = _mask(kind for other in all_engines() for kind in other.strategies)
+    what_if = ALL_KINDS_MASK & ~implemented_anywhere
+    engine_kinds = implemented | what_if
+    offered = machine_backends(device.kind, device.vendor)
+    accelerated = any(backend in offered and backend != "cpu" for backend in engine.backends)
+    has_cpu_backend = "cpu" in engine.backends
+    drives = accelerated or (device.kind == "cpu" and has_cpu_backend)
+    if drives:
+        runnable = engine_kinds  # placements this machine cannot hold are refused by `place` with their reason
+    elif has_cpu_backend:
+        runnable = engine_kinds & _mask(["cpu"])
+    else:
+        runnable = 0
+    backends = ", ".join(engine.backends)
+    on_host = "; it runs only cpu here, on the host" if runnable else ""
+    what_if_names = ", ".join(kind for kind, code in KIND_CODES.items() if what_if >> code & 1)
+    notes = (f"{engine.name} runs only {', '.join(engine.strategies)} (and the what-if {what_if_names})",
+             f"{engine.name} has no backend for {device.vendor} {device.kind} devices (its backends: {backends}){on_host}")
+    return dict(auto_kinds_mask=runnable & implemented, runnable_kinds_mask=runnable, engine_drives_device=drives,
+                engine_notes=notes)
 
 
 def build_hierarchy(device, count: int, system, host, device_class, host_class, engine) -> Hierarchy:
@@ -115,6 +170,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
     link_latency = consts["link"]["pcie_transfer_latency_us"] * 1e-6
     sync = consts["link"]["cpu_gpu_sync_us"] * 1e-6
 
+    support = engine_support(engine, device)
     gpu_scale = getattr(engine, "gpu_bandwidth_efficiency_scale", 1.0)
     cpu_scale = getattr(engine, "cpu_bandwidth_efficiency_scale", 1.0)
     numa_dup = bool(getattr(engine, "numa_duplicates_weights", False))
@@ -158,7 +214,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
             interconnect_bandwidth_bps=0.0, collective_latency_s=0.0,
             nvme_bandwidth_bps=nvme_bps, sync_latency_s=0.0,
             launch_overhead_s=0.0, token_overhead_s=token_overhead, overlaps_cpu_gpu=False,
-            numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
+            numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions, **support,
         )
         return h
 
@@ -198,7 +254,7 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
             launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6, token_overhead_s=token_overhead,
             gpu_layer_floor_s=gpu_layer_floor_s(device_class.name),
             overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
-            numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
+            numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions, **support,
         )
 
     # discrete GPU(s) behind a host link
@@ -234,5 +290,5 @@ def build_hierarchy(device, count: int, system, host, device_class, host_class, 
         launch_overhead_s=engine.launch_overhead_us_per_layer * 1e-6, token_overhead_s=token_overhead,
         gpu_layer_floor_s=gpu_layer_floor_s(device_class.name),
         overlaps_cpu_gpu=engine.overlaps_cpu_gpu,
-        numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions,
+        numa_duplicates=numa_dup, host_sockets=sockets, assumptions=assumptions, **support,
     )

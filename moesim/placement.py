@@ -24,6 +24,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moesim.errors import MoesimError
+from moesim.timing_layout import (  # refusal codes, shared with the batch kernel
+    KIND_CODES,
+    R_BACKEND,
+    R_CACHE_BUDGET,
+    R_DENSE,
+    R_ENGINE,
+    R_HOST,
+    R_NO_GPU,
+    R_NO_LINK,
+    R_NOT_UNIFIED,
+    R_VRAM,
+)
 
 GPU, CPU, CACHE, FIDDLER = 0, 1, 2, 3
 HOME_NAMES = {GPU: "gpu", CPU: "cpu", CACHE: "cache", FIDDLER: "cpu-or-fetch"}
@@ -237,12 +249,13 @@ def _gb(x: float) -> str:
     return f"{x / 1e9:.1f} GB"
 
 
-# refusal reasons (shared with the batch kernel, which reports them as codes)
-R_OK, R_NO_GPU, R_NOT_UNIFIED, R_DENSE, R_NO_LINK, R_VRAM, R_CACHE_BUDGET, R_HOST = range(8)
-
-
-def refusal_reason(code: int, name: str, model_id: str, need: float = 0.0, cap: float = 0.0, unified: bool = False) -> str:
-    """The one-line reason a placement does not fit."""
+def refusal_reason(code: int, name: str, model_id: str, need: float = 0.0, cap: float = 0.0, unified: bool = False,
+                   engine_notes: tuple[str, str] = ("", "")) -> str:
+    """The one-line reason a placement does not fit; `engine_notes` is the hierarchy's (engine, backend) text."""
+    if code == R_ENGINE:
+        return f"{name}: {engine_notes[0]}"
+    if code == R_BACKEND:
+        return f"{name}: {engine_notes[1]}"
     if code == R_NO_GPU:
         return f"{name} needs a GPU; this is a CPU-only machine (use cpu)"
     if code == R_NOT_UNIFIED:
@@ -295,7 +308,10 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
     if kind == "auto":
         raise ValueError("resolve auto with choose_auto, not place()")
 
-    # --- which strategies make sense on this machine / model
+    # --- which strategies the engine runs here, and which make sense on this machine / model
+    if not hier.runs(kind):
+        return _refuse(name, refusal_reason(hier.refusal_code(kind), name, profile.model_id,
+                                            engine_notes=hier.engine_notes), profile)
     if n_gpus == 0 and kind != "cpu":
         return _refuse(name, refusal_reason(R_NO_GPU, name, profile.model_id), profile)
     if kind == "unified" and not hier.unified:
@@ -448,9 +464,10 @@ def auto_candidates(profile: ModelProfile, hier, context: int, batch: int, overh
     layer split, tensor and expert parallel); only when none of those fits, the least offload that
     fits (fewest expert layers / most GPU layers), an expert cache and the CPU."""
     if hier.gpu_count == 0:
-        return [StrategySpec("cpu")]
+        return _engine_runs([StrategySpec("cpu")], hier)
     if hier.unified:
-        return [StrategySpec("unified"), StrategySpec("cpu")] + [StrategySpec("ngl", n=_max_ngl(profile, hier, context, batch, overhead_bytes))]
+        return _engine_runs([StrategySpec("unified"), StrategySpec("cpu"),
+                             StrategySpec("ngl", n=_max_ngl(profile, hier, context, batch, overhead_bytes))], hier)
     out = [StrategySpec("gpu")]
     if hier.gpu_count > 1:
         out.append(StrategySpec("tp", n=hier.gpu_count))
@@ -460,6 +477,7 @@ def auto_candidates(profile: ModelProfile, hier, context: int, batch: int, overh
         n = _min_n_cpu_moe(profile, hier, context, batch, overhead_bytes)
         if n is not None:
             out.append(StrategySpec("n-cpu-moe", n=n))
+        out.append(StrategySpec("ktransformers"))
         out.append(StrategySpec("expert-cache", policy="lru"))
     out.append(StrategySpec("ngl", n=_max_ngl(profile, hier, context, batch, overhead_bytes)))
     out.append(StrategySpec("cpu"))
@@ -469,7 +487,14 @@ def auto_candidates(profile: ModelProfile, hier, context: int, batch: int, overh
         if s.name not in seen:
             seen.add(s.name)
             uniq.append(s)
-    return uniq
+    return _engine_runs(uniq, hier)
+
+
+def _engine_runs(candidates: list[StrategySpec], hier) -> list[StrategySpec]:
+    """The candidates the hierarchy's engine implements and can run here; where it runs none of them,
+    the first one, so that `auto` is refused with the engine's reason."""
+    runnable = [spec for spec in candidates if hier.auto_kinds_mask >> KIND_CODES[spec.kind] & 1]
+    return runnable or candidates[:1]
 
 
 def _vram_free_for_weights(profile: ModelProfile, hier, overhead_bytes: float) -> float:

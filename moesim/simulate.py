@@ -541,8 +541,7 @@ def clear_caches() -> None:
     _SESSION = _Session()
 
 
-_KIND_CODES = {"auto": 0, "gpu": 1, "cpu": 2, "unified": 3, "ngl": 4, "cpu-moe": 5, "n-cpu-moe": 5, "expert-cache": 6,
-               "cpu-or-fetch": 7, "tp": 8, "ep": 9, "ktransformers": 10}
+_KIND_CODES = kb.KIND_CODES
 _KIND_NAMES = {1: "gpu", 2: "cpu", 3: "unified", 4: "ngl", 5: "n-cpu-moe", 6: "expert-cache", 7: "cpu-or-fetch", 8: "tp",
                9: "ep", 10: "ktransformers"}
 _BREAKDOWN_NAMES = ("attention_weights", "kv_cache", "dense_ffn", "experts_gpu", "experts_cpu", "expert_fetch_link",
@@ -581,6 +580,7 @@ def _machine_row(hier) -> list:
         hier.collective_latency_s, hier.nvme_bandwidth_bps, hier.sync_latency_s, hier.launch_overhead_s,
         hier.token_overhead_s, hier.gpu_layer_floor_s, 1.0 if hier.overlaps_cpu_gpu else 0.0,
         1.0 if hier.numa_duplicates else 0.0, float(hier.host_sockets),
+        float(hier.auto_kinds_mask), float(hier.runnable_kinds_mask), 1.0 if hier.engine_drives_device else 0.0,
     ]
 
 
@@ -606,7 +606,8 @@ def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int,
     if o[kb.O_FITS] < 0.5:
         name = spec.name
         code = int(o[kb.O_REASON])
-        reason = refusal_reason(code, name, profile.model_id, float(o[kb.O_NEED]), float(o[kb.O_CAP]), hier.unified)
+        reason = refusal_reason(code, name, profile.model_id, float(o[kb.O_NEED]), float(o[kb.O_CAP]), hier.unified,
+                                hier.engine_notes)
         if code == R_VRAM:
             overhead = session.overhead(model, session.engine(req.engine), req.context, req.batch)
             reason += fitting_alternative(spec, profile, hier, req.context, req.batch, overhead)
@@ -769,10 +770,10 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
         if not fits[j]:
             hier = hiers[m]
             hinted = int(code_f) == R_VRAM and spec.kind in ("n-cpu-moe", "ngl")
-            key = (int(code_f), spec_name, need, cap, hier.unified, m if hinted else -1)
+            key = (int(code_f), spec_name, need, cap, hier.unified, hier.engine_notes, m if hinted else -1)
             text = refusals.get(key)
             if text is None:
-                text = refusal_reason(key[0], spec_name, profile.model_id, need, cap, hier.unified)
+                text = refusal_reason(key[0], spec_name, profile.model_id, need, cap, hier.unified, hier.engine_notes)
                 if hinted:
                     overhead = session.overhead(session.model(req.model), session.engine(req.engine), req.context,
                                                 req.batch)

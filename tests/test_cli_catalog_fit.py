@@ -68,6 +68,8 @@ def test_catalog_devices_json_covers_every_slug(shared_dir):
 def test_catalog_engines_json():
     data = run_json("catalog", "engines")
     assert "llama.cpp" in {e["name"] for e in data["engines"]}
+    by_name = {e["name"]: e for e in data["engines"]}
+    assert by_name["vllm"]["strategies"] == ["gpu", "unified", "tp", "ep"] and by_name["mlx"]["backends"] == ["metal"]
 
 
 @pytest.mark.parametrize("item, kind", [("deepseek-r1", "model"), ("Q4_K_M", "quant"), ("Q6_K", "quant"),

@@ -32,20 +32,30 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _requests(n, seed):
+ENGINES = ("llama.cpp", "ik_llama.cpp", "ktransformers", "vllm", "mlx")
+ENGINE_DEVICES = DEVICES + ("rx-7900-xtx", "tpu-v5e", "arc-a770-16gb")
+
+
+def _requests(n, seed, engines=("llama.cpp",), devices=DEVICES, strategies=STRATEGIES):
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         out.append(SimRequest(model=rng.choice(MODELS), quant=rng.choice(("Q4_K_M", "Q8_0", "Q2_K")),
-                              device=rng.choice(DEVICES), strategy=rng.choice(STRATEGIES),
-                              context=rng.choice((0, 4096, 32768)), batch=rng.choice((1, 1, 4))))
+                              device=rng.choice(devices), strategy=rng.choice(strategies),
+                              context=rng.choice((0, 4096, 32768)), batch=rng.choice((1, 1, 4)),
+                              engine=rng.choice(engines)))
     return out
 
 
-def test_batch_equals_per_point_reference():
+@pytest.mark.parametrize("engines, devices, strategies", [
+    (("llama.cpp",), DEVICES, STRATEGIES),
+    # every engine, on devices some of them cannot drive, with strategies some of them do not run
+    (ENGINES, ENGINE_DEVICES, STRATEGIES + ("tp:2", "ep:2", "tp:8", "ep:8")),
+])
+def test_batch_equals_per_point_reference(engines, devices, strategies):
     session = sim._SESSION
     checked = 0
-    for req in _requests(150, seed=3):
+    for req in _requests(150, 3, engines, devices, strategies):
         try:
             ref = session.run(req)
         except MoesimError:

@@ -516,7 +516,7 @@ def typical_host(device_or_system) -> HostSpec:
 
 
 def catalog_hash() -> str:
-    """sha256 over the device, class, system and engine data files (sweep metadata)."""
+    """sha256 over the device, class, system, engine and backend data files (sweep metadata)."""
     from moesim.catalog import data_file_hash
 
-    return data_file_hash(("devices.toml", "device_classes.toml", "systems.toml", "engines.toml"))
+    return data_file_hash(("devices.toml", "device_classes.toml", "systems.toml", "engines.toml", "backends.toml"))

@@ -40,6 +40,7 @@ class EngineProfile:
     supports_cpu_offload: bool = True  # can compute CPU-resident layers/experts on the CPU
     usable_vram_fraction: float = 1.0  # share of device memory the engine lets itself use (vLLM 0.9)
     backends: tuple[str, ...] = ()
+    strategies: tuple[str, ...] = ()  # placement kinds the engine runs (moesim.placement strategy names, no parameters)
     kv_cache_types: tuple[str, ...] = ()
     field_sources: tuple[tuple[str, str], ...] = ()  # (field or topic, justification with URL)
 
@@ -90,6 +91,9 @@ def _engines() -> dict[str, EngineProfile]:
         if not str(raw.get("source", "")).strip():
             raise MoesimError(f"{where}: empty source")
         raw["backends"] = tuple(raw.get("backends", ()))
+        raw["strategies"] = tuple(raw.get("strategies", ()))
+        if not raw["strategies"]:
+            raise MoesimError(f"{where}: strategies must list the placements the engine runs")
         raw["kv_cache_types"] = tuple(raw.get("kv_cache_types", ()))
         raw["field_sources"] = tuple((str(k), str(v)) for k, v in sources.items())
         out[key] = EngineProfile(**raw)
@@ -120,3 +124,20 @@ def get_engine(name: str | EngineProfile) -> EngineProfile:
 def all_engines() -> tuple[EngineProfile, ...]:
     """Every engine profile, in file order."""
     return tuple(_engines().values())
+
+
+@lru_cache(maxsize=None)
+def _machine_backends() -> dict:
+    with resources.files("moesim.catalog").joinpath("data", "backends.toml").open("rb") as fh:
+        raw = tomllib.load(fh)
+    raw.pop("sources", None)
+    return {(kind, vendor): tuple(names) for kind, vendors in raw.items() for vendor, names in vendors.items()}
+
+
+def machine_backends(device_kind: str, vendor: str) -> tuple[str, ...]:
+    """Compute backends a device of this kind and vendor offers an engine (data/backends.toml), plus
+    "cpu" for the host CPU every machine has."""
+    table = _machine_backends()
+    if (device_kind, vendor) not in table:
+        raise MoesimError(f"backends.toml has no entry for {device_kind} devices by {vendor}")
+    return table[(device_kind, vendor)] + ("cpu",)

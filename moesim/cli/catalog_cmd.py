@@ -106,8 +106,9 @@ def engines_cmd(as_json, output_format):
     if wants_json(as_json, output_format):
         emit_json({"engines": [asdict(e) for e in engines]})
         return
-    print_table([(e.name, e.mla_kv_layout, e.runtime_overhead_bytes, e.source) for e in engines],
-           ("engine", "mla kv", "overhead bytes", "source"))
+    print_table([(e.name, ",".join(e.strategies), ",".join(e.backends), e.mla_kv_layout, e.runtime_overhead_bytes,
+                  e.source) for e in engines],
+                ("engine", "placements", "backends", "mla kv", "overhead bytes", "source"))
 
 
 def _lookup(item_id: str) -> tuple[str, object]:
