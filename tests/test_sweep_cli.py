@@ -300,3 +300,18 @@ def test_quants_may_name_a_historical_llama_cpp_rule_set():
     chosen = resolve_quants("Q4_K_M,q4_k_m@pre-4872", models)
     assert chosen["mixtral-8x7b"] == ("Q4_K_M", "Q4_K_M@pre-4872")
     assert chosen["gpt-oss-20b"] == ("Q4_K_M", "Q4_K_M@pre-4872")
+
+
+def test_a_what_if_placement_is_kept_but_never_the_best(tmp_path):
+    """DBRX IQ2_M on an RTX 5090: the what-if LRU expert cache is the fastest row, but llama.cpp has no expert
+    cache, so the cell's best (what `plan` and the report recommend) is auto's --n-cpu-moe placement."""
+    out = tmp_path / "what-if"
+    result = CliRunner().invoke(cli, ["sweep", "--models", "dbrx-instruct", "--quants", "IQ2_M", "--devices", "rtx-5090",
+                                      "--out", str(out), "--jobs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    _, table = open_sweep(out)
+    rows = {row["strategy"]: row for row in table.to_pylist()}
+    assert rows["expert-cache:lru"]["fits"] and rows["auto"]["fits"]
+    assert rows["expert-cache:lru"]["decode_tok_s"] > rows["auto"]["decode_tok_s"]
+    assert [name for name, row in rows.items() if row["is_best"]] == ["auto"]
+    assert rows["auto"]["resolved_strategy"].startswith("n-cpu-moe:")

@@ -192,7 +192,7 @@ def test_best_mask_matches_reference_ranking():
     from moesim.sweep.grading import GRADE_RANK
 
     point = st.tuples(st.booleans(), st.sampled_from("SABCDF"), st.sampled_from([float("nan"), 0.5, 1.0, 2.0, 8.0]),
-                      st.sampled_from(["auto", "gpu", "cpu"]))
+                      st.sampled_from(["auto", "gpu", "cpu", "expert-cache:lru", "ep:2"]))
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.lists(point, min_size=1, max_size=5), min_size=1, max_size=6))
@@ -200,10 +200,12 @@ def test_best_mask_matches_reference_ranking():
         flat = [p for cell in cells for p in cell]
         cell_of = np.repeat(np.arange(len(cells)), [len(c) for c in cells])
         mask = best_mask(cell_of, np.array([p[0] for p in flat]), np.array([GRADE_RANK[p[1]] for p in flat]),
-                         np.array([p[2] for p in flat]), np.array([p[3] != "auto" for p in flat]))
+                         np.array([p[2] for p in flat]), np.array([p[3] != "auto" for p in flat]),
+                         np.array([p[3] in ("auto", "gpu", "cpu") for p in flat]))
         start = 0
         for cell in cells:
-            rows = [{"fits": f, "grade": g, "decode_tok_s": s, "strategy": n} for f, g, s, n in cell]
+            rows = [{"fits": f, "grade": g, "decode_tok_s": s, "strategy": n, "engine": "llama.cpp"}
+                    for f, g, s, n in cell]
             expected = best_index(rows)
             assert mask[start:start + len(cell)].tolist() == [i == expected for i in range(len(cell))]
             start += len(cell)

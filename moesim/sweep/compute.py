@@ -247,8 +247,9 @@ def columns_table(cells: list[Cell], cols: dict, rubric: Rubric, refused: list[i
     cols["grade_notes"] = notes
     cols["rubric_version"] = pa.array([rubric.rubric_version], pa.string()).take(pa.array(np.zeros(n, np.int64)))
     rank = GRADE_RANK.__getitem__
+    implemented = _implemented_by_engine([c.engine for c in cells], [c.strategies for c in cells])
     cols["is_best"] = best_mask(cell_of, fits, np.fromiter(map(rank, grades), np.int64, n), tok_s,
-                                np.array([s != "auto" for s in strategies], dtype=bool))
+                                np.array([s != "auto" for s in strategies], dtype=bool), implemented)
     return pa.table({name: _arrow(cols[name], SCHEMA.field(name).type) for name in SCHEMA.names}, schema=SCHEMA)
 
 
@@ -258,15 +259,38 @@ def _arrow(values, arrow_type):
     return pa.array(values, type=arrow_type)
 
 
+def engine_implements(engine: str, strategy: str) -> bool:
+    """Whether `engine` itself runs `strategy` (auto always: it only picks such placements); the what-if
+    placements (expert-cache, cpu-or-fetch) are simulated for every engine but implemented by none."""
+    from moesim.catalog.engines import get_engine
+    from moesim.placement import parse_strategy
+
+    kind = parse_strategy(strategy).kind
+    return kind == "auto" or kind in get_engine(engine).strategies
+
+
+def _implemented_by_engine(engines: list[str], strategies_per_cell: list) -> np.ndarray:
+    known: dict = {}
+    out = []
+    for engine, strategies in zip(engines, strategies_per_cell):
+        for strategy in strategies:
+            key = (engine, strategy)
+            if key not in known:
+                known[key] = engine_implements(engine, strategy)
+            out.append(known[key])
+    return np.array(out, dtype=bool)
+
+
 def best_mask(cell_of: np.ndarray, fits: np.ndarray, grade_rank: np.ndarray, tok_s: np.ndarray,
-              explicit: np.ndarray) -> np.ndarray:
-    """One True per cell: the best point -- fitting first, then grade, then decode tok/s; on an
-    exact tie an explicit strategy wins over `auto` (it names the placement), then list order."""
+              explicit: np.ndarray, implemented: np.ndarray) -> np.ndarray:
+    """One True per cell: the best point -- one the engine implements first (a what-if placement is
+    never the recommendation while a real one exists), then fitting, grade, decode tok/s; on an exact tie
+    an explicit strategy wins over `auto` (it names the placement), then list order."""
     n = len(cell_of)
     speed = np.where(np.isfinite(tok_s), tok_s, -np.inf)
     position = np.arange(n)
     # lexsort: last key is primary; within a cell the best point sorts last
-    order = np.lexsort((-position, explicit, speed, grade_rank, fits, cell_of))
+    order = np.lexsort((-position, explicit, speed, grade_rank, fits, implemented, cell_of))
     last_of_cell = np.ones(n, dtype=bool)
     if n:
         sorted_cells = cell_of[order]
@@ -283,6 +307,7 @@ def best_index(rows: list[dict]) -> int:
         row = rows[i]
         speed = row["decode_tok_s"]
         speed = speed if speed is not None and math.isfinite(speed) else -math.inf
-        return (bool(row["fits"]), GRADE_RANK[row["grade"]], speed, row["strategy"] != "auto", -i)
+        return (engine_implements(row["engine"], row["strategy"]), bool(row["fits"]), GRADE_RANK[row["grade"]], speed,
+                row["strategy"] != "auto", -i)
 
     return max(range(len(rows)), key=rank)
