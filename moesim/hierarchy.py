@@ -132,11 +132,10 @@ def engine_support(engine, device) -> dict:
     - runnable: those, if one of the engine's backends drives the device (backends.toml); else only
       `cpu` when the engine has a CPU backend (it then runs on the host), else nothing;
     - auto: runnable kinds the engine implements -- `auto` recommends only what the engine can do."""
-    from moesim.catalog.engines import all_engines, machine_backends
+    from moesim.catalog.engines import machine_backends, what_if_kinds
 
     implemented = _mask(engine.strategies)
-    implemented_anywhere = _mask(kind for other in all_engines() for kind in other.strategies)
-    what_if = ALL_KINDS_MASK & ~implemented_anywhere
+    what_if = _mask(what_if_kinds())
     engine_kinds = implemented | what_if
     offered = machine_backends(device.kind, device.vendor)
     accelerated = any(backend in offered and backend != "cpu" for backend in engine.backends)
@@ -150,7 +149,7 @@ def engine_support(engine, device) -> dict:
         runnable = 0
     backends = ", ".join(engine.backends)
     on_host = "; it runs only cpu here, on the host" if runnable else ""
-    what_if_names = ", ".join(kind for kind, code in KIND_CODES.items() if what_if >> code & 1)
+    what_if_names = ", ".join(what_if_kinds())
     notes = (f"{engine.name} runs only {', '.join(engine.strategies)} (and the what-if {what_if_names})",
              f"{engine.name} has no backend for {device.vendor} {device.kind} devices (its backends: {backends}){on_host}")
     return dict(auto_kinds_mask=runnable & implemented, runnable_kinds_mask=runnable, engine_drives_device=drives,

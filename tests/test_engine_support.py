@@ -91,3 +91,16 @@ def test_simulate_cli_prints_the_engine_refusal_in_json():
                                    "--json"])
     out = json.loads(res.stdout)
     assert out["fits"] is False and "mlx has no backend for nvidia gpu devices" in out["reason"]
+
+
+def test_sweep_default_strategies_follow_the_engine():
+    from moesim.sweep.points import resolve_strategies
+
+    llama = resolve_strategies("main", "llama.cpp")
+    assert llama["gpu"] == ("auto", "gpu", "cpu-moe", "expert-cache:lru")
+    assert llama["system"] == ("auto", "gpu", "tp:{n}", "cpu-moe", "expert-cache:lru")  # no expert parallelism
+    vllm = resolve_strategies("main", "vllm")
+    assert vllm["gpu"] == ("auto", "gpu", "expert-cache:lru") and vllm["system"] == ("auto", "gpu", "tp:{n}", "ep:{n}",
+                                                                                      "expert-cache:lru")
+    assert resolve_strategies("main", "mlx")["unified"] == ("auto", "unified")
+    assert resolve_strategies("cpu-moe,gpu", "vllm")["gpu"] == ("cpu-moe", "gpu")  # a list is taken as given

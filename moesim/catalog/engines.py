@@ -141,3 +141,17 @@ def machine_backends(device_kind: str, vendor: str) -> tuple[str, ...]:
     if (device_kind, vendor) not in table:
         raise MoesimError(f"backends.toml has no entry for {device_kind} devices by {vendor}")
     return table[(device_kind, vendor)] + ("cpu",)
+
+
+def what_if_kinds() -> tuple[str, ...]:
+    """Placement kinds moesim models that no catalog engine implements (expert-cache, cpu-or-fetch): open
+    to every engine as explicit what-if strategies, never recommended."""
+    from moesim.timing_layout import KIND_CODES
+
+    implemented = {kind for engine in all_engines() for kind in engine.strategies}
+    return tuple(kind for kind in KIND_CODES if kind != "auto" and kind not in implemented)
+
+
+def engine_offers(engine: str | EngineProfile, kind: str) -> bool:
+    """Whether a placement kind can be simulated with `engine`: `auto`, its own, or a what-if one."""
+    return kind == "auto" or kind in get_engine(engine).strategies or kind in what_if_kinds()

@@ -23,7 +23,7 @@ MOE_ONLY_PREFIXES: tuple[str, ...] = ("cpu-moe", "n-cpu-moe", "expert-cache", "c
 # on CPU-only targets `auto` is `cpu`.
 MAIN_STRATEGIES: dict[str, tuple[str, ...]] = {
     "gpu": ("auto", "gpu", "cpu-moe", "expert-cache:lru"),
-    "system": ("auto", "gpu", "tp:{n}", "cpu-moe", "expert-cache:lru"),
+    "system": ("auto", "gpu", "tp:{n}", "ep:{n}", "cpu-moe", "expert-cache:lru"),
     "unified": ("auto", "unified"),
     "cpu": ("auto",),
 }
@@ -215,13 +215,17 @@ def resolve_targets(devices_spec: str, hosts_spec: str = "typical") -> tuple[Tar
     return tuple(targets)
 
 
-def resolve_strategies(spec: str) -> dict[str, tuple[str, ...]]:
-    """Strategy templates per target kind (`{n}` is the target's device count)."""
+def resolve_strategies(spec: str, engine: str = "llama.cpp") -> dict[str, tuple[str, ...]]:
+    """Strategy templates per target kind (`{n}` is the target's device count). `main` and `all` keep
+    the placements `engine` offers (its own and the what-if ones); a list is taken as given, and points
+    the engine does not run are refused with the reason."""
     text = spec.strip().lower()
-    if text == "main":
-        return dict(MAIN_STRATEGIES)
-    if text == "all":
-        return dict(ALL_STRATEGIES)
+    if text in ("main", "all"):
+        from moesim.catalog.engines import engine_offers
+
+        templates = MAIN_STRATEGIES if text == "main" else ALL_STRATEGIES
+        return {kind: tuple(name for name in names if engine_offers(engine, name.split(":")[0]))
+                for kind, names in templates.items()}
     names = split_ids(spec)
     if not names:
         raise MoesimError("--strategies is empty")

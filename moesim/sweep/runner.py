@@ -146,7 +146,7 @@ def resolve(options: SweepOptions) -> ResolvedSweep:
         load_preset(options.preset)  # unknown preset: one-line error before any work
     quants = pts.resolve_quants(options.quants, models, engine)
     targets = pts.resolve_targets(options.devices, options.hosts)
-    templates = pts.resolve_strategies(options.strategies)
+    templates = pts.resolve_strategies(options.strategies, engine)
     trace_id, trace_path = pts.trace_identity(options.trace, options.preset)
     entries = pts.model_entries(models, quants)
     cells = pts.build_cells(entries, targets, templates, contexts, batches, engine, trace_id, trace_path)
