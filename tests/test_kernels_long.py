@@ -23,6 +23,15 @@ def skewed_stream(rng, n_tokens, n_layers, top_k, n_experts):
     ]).astype(np.uint8)
 
 
+def zipf_stream(seed, n_tokens, skew=0.8):
+    """3 layers x 100 experts, top-4, Zipf-like popularity: deep stacks and heaps over a 300-expert pool."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, 101) ** skew
+    return np.stack([
+        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(n_tokens)
+    ]).astype(np.uint8)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("scope", ["global", "per-layer"])
 def test_lru_past_the_ring_of_use_times_equals_the_reference(seed, scope):
@@ -50,11 +59,7 @@ def test_lru_curve_past_slot_compaction_with_mixed_sizes_equals_the_reference(se
 def test_lru_curve_with_a_deep_tree_and_three_sizes_equals_the_reference(scope):
     """300 experts in the global pool: 2048 slots, so the curve's prefix counts over 64-slot words have two
     levels, and 10.8k look-ups compact it a few times; three expert sizes share the pool."""
-    rng = np.random.default_rng(7)
-    p = 1.0 / np.arange(1, 101) ** 0.8
-    experts = np.stack([
-        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(900)
-    ]).astype(np.uint8)
+    experts = zipf_stream(7, 900)
     layer_bytes = np.array([3, 5, 2], np.int64)
     needs = lru_curve(experts, layer_bytes, scope=scope, warmup_tokens=5, n_experts=100).needs.reshape(-1)
     want = [NEVER if need is None else need for need in naive.lru_needs(experts, layer_bytes, scope=scope, warmup=5)]
@@ -81,11 +86,7 @@ def test_opt_curve_on_a_deep_stack_equals_the_belady_replays(bypass, policy):
     """300 experts in one pool: the OPT stack gets hundreds of entries deep, so the scan for the entry that
     sinks takes many vector steps, and some stop inside a step. Checked against the replay kernels
     (themselves checked against the naive references) at capacities from 1 to every expert."""
-    rng = np.random.default_rng(5)
-    p = 1.0 / np.arange(1, 101) ** 0.8
-    experts = np.stack([
-        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(400)
-    ]).astype(np.uint8)
+    experts = zipf_stream(5, 400)
     sizes = np.full(3, 7, np.int64)
     next_use = next_use_times(experts, 100)
     curve = opt_curve(experts, sizes, warmup_tokens=5, bypass=bypass, n_experts=100, next_use=next_use)
@@ -113,11 +114,7 @@ def test_lru_curve_of_a_pool_too_large_for_16_bit_counts_equals_lru_replays():
 def test_heap_policies_on_a_deep_heap_with_mixed_sizes_equal_the_reference(policy):
     """Up to 300 residents in one pool: the 8-ary heap of LFU and Belady has three levels, so sifting moves
     entries across full and partly filled levels; three expert sizes share the pool."""
-    rng = np.random.default_rng(11)
-    p = 1.0 / np.arange(1, 101) ** 0.8
-    experts = np.stack([
-        np.stack([rng.choice(100, 4, replace=False, p=p / p.sum()) for _ in range(3)]) for _ in range(250)
-    ]).astype(np.uint8)
+    experts = zipf_stream(11, 250)
     layer_bytes = np.array([3, 5, 2], np.int64)
     for capacity in (40, 300, 700):
         got = replay(experts, policy, capacity, layer_bytes, warmup_tokens=4, n_experts=100).misses
