@@ -552,9 +552,17 @@ def _max_ngl(profile, hier, context, batch, overhead_bytes) -> int:
     return n
 
 
-def llama_cpp_command(spec_name: str, model_file: str, context: int, batch: int, n_gpus: int, hier=None) -> str:
-    """The llama.cpp command line that reproduces a placement (or says there is none)."""
+LLAMA_CPP_ENGINES = ("llama.cpp", "ik_llama.cpp")  # both build `llama-server` with the same offload flags
+
+
+def llama_cpp_command(spec_name: str, model_file: str, context: int, batch: int, n_gpus: int, hier=None,
+                      engine: str = "llama.cpp") -> str:
+    """The llama.cpp command line that reproduces a placement (or says there is none); empty for engines
+    that are not llama.cpp builds (a llama-server line would not reproduce their run), except the
+    ktransformers placement, which gets its own launcher."""
     kind, _, arg = spec_name.partition(":")
+    if engine not in LLAMA_CPP_ENGINES and kind != "ktransformers":
+        return ""
     ctx = f"-c {max(context, 1) * max(batch, 1)}"
     par = f" -np {batch}" if batch > 1 else ""
     base = f"llama-server -m {model_file}"

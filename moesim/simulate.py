@@ -463,7 +463,8 @@ class _Session:
             bytes_by_tier=dict(pl.bytes_by_tier), bytes_per_token_by_link=dec.bytes_per_token_by_link,
             time_breakdown_s=dec.breakdown_s, assumptions=assumptions,
             decode_tok_s_low=low, decode_tok_s_high=high,
-            llama_cpp_command=llama_cpp_command(pl.strategy, file_name, req.context, req.batch, pl.n_gpus),
+            llama_cpp_command=llama_cpp_command(pl.strategy, file_name, req.context, req.batch, pl.n_gpus,
+                                                engine=engine.name),
             group=group, candidates=tried if spec.kind == "auto" else {},
         )
 
@@ -668,16 +669,17 @@ def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int,
         bytes_by_tier=tiers, bytes_per_token_by_link=dict(zip(_LINK_NAMES, o[kb.O_L0:kb.O_L0 + 5])),
         time_breakdown_s=dict(zip(_BREAKDOWN_NAMES, o[kb.O_B0:kb.O_B0 + 13])), assumptions=assumptions,
         decode_tok_s_low=low, decode_tok_s_high=high,
-        llama_cpp_command=_llama_cpp_command(name, file_name, req.context, req.batch, n_gpus),
+        llama_cpp_command=_llama_cpp_command(name, file_name, req.context, req.batch, n_gpus,
+                                             session.engine(req.engine).name),
         group=group, candidates=candidates,
     )
 
 
 @lru_cache(maxsize=65536)
-def _llama_cpp_command(name: str, file_name: str, context: int, batch: int, n_gpus: int) -> str:
+def _llama_cpp_command(name: str, file_name: str, context: int, batch: int, n_gpus: int, engine: str) -> str:
     from moesim.placement import llama_cpp_command
 
-    return llama_cpp_command(name, file_name, context, batch, n_gpus)
+    return llama_cpp_command(name, file_name, context, batch, n_gpus, engine=engine)
 
 
 @lru_cache(maxsize=4096)
@@ -724,6 +726,7 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
     from moesim.placement import R_VRAM, fitting_alternative, nvme_note, refusal_reason
 
     idx = np.fromiter((i for i, _, _ in members), np.int64, len(members))
+    engine_name = session.engine(members[0][1].engine).name  # one engine per group (its key)
     fits = out[:, kb.O_FITS] > 0.5
     prompts = np.full(len(members), float(members[0][1].prompt_tokens))  # one prompt length per group (its key)
     cols["fits"][idx] = fits
@@ -793,7 +796,7 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
             hier = hiers[m]
             name = _resolved_name(kind_code, n_arg, spec)
             got = named[key] = (name, _group_from(hier, n_gpus, _KIND_NAMES[kind_code], n_arg, profile),
-                                _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus))
+                                _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus, engine_name))
         strategy[i], g, command[i] = got
         group[i] = g
         ram = int(ram_f)

@@ -104,3 +104,15 @@ def test_sweep_default_strategies_follow_the_engine():
                                                                                       "expert-cache:lru")
     assert resolve_strategies("main", "mlx")["unified"] == ("auto", "unified")
     assert resolve_strategies("cpu-moe,gpu", "vllm")["gpu"] == ("cpu-moe", "gpu")  # a list is taken as given
+
+
+def test_only_llama_cpp_builds_get_a_llama_server_command():
+    def command(engine, device="a100-80gb-pcie", strategy="auto"):
+        return simulate(SimRequest(**MOE, device=device, engine=engine, strategy=strategy)).llama_cpp_command
+
+    assert command("llama.cpp").startswith("llama-server ") and command("ik_llama.cpp").startswith("llama-server ")
+    assert command("vllm") == "" and command("mlx", device="m2-max") == ""
+    assert command("ktransformers", device="rtx-4090", strategy="ktransformers").startswith("# ktransformers:")
+    assert command("ktransformers", device="rtx-4090", strategy="gpu") == ""
+    rows = simulate_many([SimRequest(**MOE, device="a100-80gb-pcie", engine=e) for e in ("vllm", "llama.cpp")])
+    assert rows[0].llama_cpp_command == "" and rows[1].llama_cpp_command.startswith("llama-server ")
