@@ -401,9 +401,6 @@ def _evaluate_points(
                     cand_kind[nc] = K_KTRANS
                     cand_n[nc] = 0
                     nc += 1
-                    cand_kind[nc] = K_CACHE
-                    cand_n[nc] = 0
-                    nc += 1
                 cand_kind[nc] = K_NGL
                 cand_n[nc] = _max_ngl(mach, overhead, per_layer_rev_cum, n_layers, output_b)
                 nc += 1

@@ -462,7 +462,8 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
 def auto_candidates(profile: ModelProfile, hier, context: int, batch: int, overhead_bytes: float) -> list[StrategySpec]:
     """The strategies `auto` compares, like llama.cpp `--fit`: all-on-GPU first (with several GPUs:
     layer split, tensor and expert parallel); only when none of those fits, the least offload that
-    fits (fewest expert layers / most GPU layers), an expert cache and the CPU."""
+    fits (fewest expert layers / most GPU layers), ktransformers' CPU experts and the CPU -- of those, the
+    ones the hierarchy's engine implements and runs (never a what-if placement such as an expert cache)."""
     if hier.gpu_count == 0:
         return _engine_runs([StrategySpec("cpu")], hier)
     if hier.unified:
@@ -478,7 +479,6 @@ def auto_candidates(profile: ModelProfile, hier, context: int, batch: int, overh
         if n is not None:
             out.append(StrategySpec("n-cpu-moe", n=n))
         out.append(StrategySpec("ktransformers"))
-        out.append(StrategySpec("expert-cache", policy="lru"))
     out.append(StrategySpec("ngl", n=_max_ngl(profile, hier, context, batch, overhead_bytes)))
     out.append(StrategySpec("cpu"))
     # de-duplicate while keeping order
