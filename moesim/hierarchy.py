@@ -151,7 +151,8 @@ def engine_support(engine, device) -> dict:
     on_host = "; it runs only cpu here, on the host" if runnable else ""
     what_if_names = ", ".join(what_if_kinds())
     notes = (f"{engine.name} runs only {', '.join(engine.strategies)} (and the what-if {what_if_names})",
-             f"{engine.name} has no backend for {device.vendor} {device.kind} devices (its backends: {backends}){on_host}")
+             f"{engine.name} has no backend for {device.vendor} {device.kind} devices "
+             f"(its backends: {backends}){on_host}")
     return dict(auto_kinds_mask=runnable & implemented, runnable_kinds_mask=runnable, engine_drives_device=drives,
                 engine_notes=notes)
 

@@ -123,6 +123,7 @@ class _Session:
         self.machines: dict = {}
         self.machine_rows: dict = {}
         self.engines: dict = {}
+        self.loadable: set = set()  # (engine, quant) pairs already checked
         self.overheads: dict = {}
         self.evals: dict = {}
         self.prefills: dict = {}
@@ -170,6 +171,16 @@ class _Session:
                 got = load_routing(model, trace_path, seed, n_seqs)
             self.routings[key] = got
         return got
+
+    def check_loads(self, engine, quant_id: str) -> None:
+        """One-line error where the engine cannot load the quantization's files (mlx and a GGUF)."""
+        key = (engine.name, quant_id)
+        if key not in self.loadable:
+            from moesim.catalog.engines import check_engine_loads
+            from moesim.catalog.quants import get_quant
+
+            check_engine_loads(engine, get_quant(quant_id))
+            self.loadable.add(key)
 
     def machine(self, req: SimRequest, engine):
         key = (req.device, req.device_count, req.host, req.host_overrides, engine.name)
@@ -232,6 +243,7 @@ class _Session:
                 _check_request(req)
                 model = self.model(req.model)
                 engine = self.engine(req.engine)
+                self.check_loads(engine, req.quant)
                 hier, _ = self.machine(req, engine)
                 key = (model.id, req.quant, req.kv_type, engine.name, req.trace, req.seed, req.context, req.batch,
                        req.prompt_tokens)
@@ -399,6 +411,7 @@ class _Session:
         spec = parse_strategy(req.strategy)
         model = self.model(req.model)
         engine = self.engine(req.engine)
+        self.check_loads(engine, req.quant)
         profile = self.profile(model, req.quant, req.kv_type, engine.mla_kv_layout)
         hier, host = self.machine(req, engine)
         overhead = self.overhead(model, engine, req.context, req.batch)

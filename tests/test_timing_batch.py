@@ -36,14 +36,18 @@ ENGINES = ("llama.cpp", "ik_llama.cpp", "ktransformers", "vllm", "mlx")
 ENGINE_DEVICES = DEVICES + ("rx-7900-xtx", "tpu-v5e", "arc-a770-16gb")
 
 
+ENGINE_QUANTS = {"vllm": ("FP8", "BF16", "GPTQ-Int4"), "mlx": ("MLX-4bit", "BF16")}  # formats they load
+
+
 def _requests(n, seed, engines=("llama.cpp",), devices=DEVICES, strategies=STRATEGIES):
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        out.append(SimRequest(model=rng.choice(MODELS), quant=rng.choice(("Q4_K_M", "Q8_0", "Q2_K")),
+        engine = rng.choice(engines)
+        quant = rng.choice(ENGINE_QUANTS.get(engine, ("Q4_K_M", "Q8_0", "Q2_K")))
+        out.append(SimRequest(model=rng.choice(MODELS), quant=quant,
                               device=rng.choice(devices), strategy=rng.choice(strategies),
-                              context=rng.choice((0, 4096, 32768)), batch=rng.choice((1, 1, 4)),
-                              engine=rng.choice(engines)))
+                              context=rng.choice((0, 4096, 32768)), batch=rng.choice((1, 1, 4)), engine=engine))
     return out
 
 

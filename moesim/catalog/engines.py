@@ -41,6 +41,8 @@ class EngineProfile:
     usable_vram_fraction: float = 1.0  # share of device memory the engine lets itself use (vLLM 0.9)
     backends: tuple[str, ...] = ()
     strategies: tuple[str, ...] = ()  # placement kinds the engine runs (moesim.placement strategy names, no parameters)
+    quant_kinds: tuple[str, ...] = ()  # file formats it loads (QuantScheme.kind)
+    quants: tuple[str, ...] = ()  # and single quantizations of other kinds it loads (e.g. BF16 safetensors)
     kv_cache_types: tuple[str, ...] = ()
     field_sources: tuple[tuple[str, str], ...] = ()  # (field or topic, justification with URL)
 
@@ -92,6 +94,10 @@ def _engines() -> dict[str, EngineProfile]:
             raise MoesimError(f"{where}: empty source")
         raw["backends"] = tuple(raw.get("backends", ()))
         raw["strategies"] = tuple(raw.get("strategies", ()))
+        raw["quant_kinds"] = tuple(raw.get("quant_kinds", ()))
+        raw["quants"] = tuple(raw.get("quants", ()))
+        if not raw["quant_kinds"]:
+            raise MoesimError(f"{where}: quant_kinds must list the file formats the engine loads")
         if not raw["strategies"]:
             raise MoesimError(f"{where}: strategies must list the placements the engine runs")
         raw["kv_cache_types"] = tuple(raw.get("kv_cache_types", ()))
@@ -155,3 +161,17 @@ def what_if_kinds() -> tuple[str, ...]:
 def engine_offers(engine: str | EngineProfile, kind: str) -> bool:
     """Whether a placement kind can be simulated with `engine`: `auto`, its own, or a what-if one."""
     return kind == "auto" or kind in get_engine(engine).strategies or kind in what_if_kinds()
+
+
+def engine_loads(engine: str | EngineProfile, quant) -> bool:
+    """Whether `engine` loads files of the quantization `quant` (a QuantScheme)."""
+    engine = get_engine(engine)
+    return quant.kind in engine.quant_kinds or quant.file_type in engine.quants
+
+
+def check_engine_loads(engine: str | EngineProfile, quant) -> None:
+    """One-line MoesimError where `engine` cannot load `quant`'s files."""
+    engine = get_engine(engine)
+    if not engine_loads(engine, quant):
+        formats = ", ".join(engine.quant_kinds + engine.quants)
+        raise MoesimError(f"{engine.name} does not load {quant.id} ({quant.kind} files); it loads {formats}")

@@ -123,37 +123,26 @@ def resolve_models(spec: str) -> tuple:
     return tuple(chosen)
 
 
-# File formats each engine loads (QuantScheme.kind). llama.cpp-family engines read GGUF: the
-# llama.cpp file types, unsloth dynamic mixes and gpt-oss's native MXFP4 GGUF; vLLM serves
-# safetensors formats (FP8, GPTQ, AWQ, NVFP4, native MXFP4); MLX its own 4-bit format.
-ENGINE_QUANT_KINDS: dict[str, frozenset[str]] = {
-    "llama.cpp": frozenset({"gguf", "gguf-dynamic", "native"}),
-    "ik_llama.cpp": frozenset({"gguf", "gguf-dynamic", "native"}),
-    "ktransformers": frozenset({"gguf", "gguf-dynamic", "native"}),
-    "vllm": frozenset({"fp8", "gptq", "awq", "nvfp4", "native"}),
-    "mlx": frozenset({"mlx", "native"}),
-}
-
-
-def resolve_quants(spec: str, models, engine: str | None = None) -> dict[str, tuple[str, ...]]:
+def resolve_quants(spec: str, models, engine: str = "llama.cpp") -> dict[str, tuple[str, ...]]:
     """Quant ids per model alias: `all` = every quant applicable to that model (catalog
-    `applicable_quants`) in a format the engine loads; a list is intersected with each
-    model's applicable quants (unknown ids are an error)."""
+    `applicable_quants`) in a format the engine loads (engines.toml `quant_kinds`, `quants`); a list is
+    intersected with each model's applicable quants (unknown ids, and ids the engine does not load, are
+    an error)."""
+    from moesim.catalog.engines import check_engine_loads, engine_loads
     from moesim.catalog.quants import all_quants, applicable_quants, get_quant
 
     if spec.strip().lower() == "all":
-        kinds = ENGINE_QUANT_KINDS.get(engine or "")
-        return {
-            m.alias: tuple(q.id for q in applicable_quants(m) if kinds is None or q.kind in kinds) for m in models
-        }
+        return {m.alias: tuple(q.id for q in applicable_quants(m) if engine_loads(engine, q)) for m in models}
     wanted = []
     for name in split_ids(spec):
         try:
-            wanted.append(get_quant(name).id)
+            scheme = get_quant(name)
         except MoesimError:
             raise
         except Exception:
             raise unknown_id_error("quant", name, [q.id for q in all_quants()]) from None
+        check_engine_loads(engine, scheme)
+        wanted.append(scheme.id)
     if not wanted:
         raise MoesimError("--quants is empty")
     result = {}
