@@ -35,3 +35,20 @@ def test_usage_errors_are_one_line_with_exit_code_2():
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], out.stderr
         assert "--help" in lines[0]
+
+
+def test_unknown_ids_point_to_a_listing_that_exists_or_name_the_known_ones():
+    from moesim.cli import catalog_cmd
+
+    listings = set(catalog_cmd.catalog.commands)
+    runner = CliRunner()
+    cases = {
+        ("-s", "expert-cache:zzz"): "unknown policy 'zzz' (known: lru, lfu, fifo, static, belady, s3fifo, belady-demand)",
+        ("-e", "vlm"): "unknown engine 'vlm'; did you mean vllm? (see `moesim catalog engines`)",
+        ("--ram-type", "DDR9"): "known: DDR4, DDR5",
+    }
+    for extra, expected in cases.items():
+        res = runner.invoke(cli, ["simulate", "-m", "qwen3-30b-a3b", "-q", "Q4_K_M", "-d", "rtx-4090", *extra])
+        assert res.exit_code == 2 and expected in res.output, res.output
+        for word in res.output.split("`moesim catalog ")[1:]:
+            assert word.split("`")[0] in listings  # the hint names a real `moesim catalog` command
