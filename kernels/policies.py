@@ -2,7 +2,7 @@
 
 ``_replay_<kernel>(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens,
 aux, misses_out, ...)``: `_replay_lru` (LRU, and LRU with prefetch: three more arguments), `_replay_static`
-(NumPy: it has no state), `_replay_queues` for FIFO and S3-FIFO and `_replay_heap` for LFU and both Belady
+(NumPy: it has no state), `_replay_queues` for FIFO, S3-FIFO and LFU and `_replay_heap` for both Belady
 variants (these two take one more argument, ``rule``). Each kernel costs a compile, so policies that
 share a data structure share a kernel.
 
@@ -251,15 +251,13 @@ def _replay_static(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
         misses_out += unpinned[counted[:, :, k] + layer_base]
 
 
-# ---- LFU and Belady: one 8-ary min-heap of int64 keys per pool -------------------------------------------
+# ---- Belady: one 8-ary min-heap of int64 keys per pool -------------------------------------------------
 
 # 8 children per node: Belady's hits move an entry up (its next use grows), and a heap of 3712 experts is
-# 4 levels deep instead of 12 -- 1.35-1.45x Belady look-ups per second; LFU's hits sift down, past up to 8
-# children per level, and lose ~10%.
+# 4 levels deep instead of 12 -- 1.35-1.45x Belady look-ups per second than with 2.
 HEAP_ARITY_BITS = 3
-HEAP_LFU = 0
-HEAP_BELADY = 1  # MIN with bypass (policy `belady`)
-HEAP_BELADY_DEMAND = 2  # MIN inserting every miss (policy `belady-demand`)
+HEAP_BELADY = 0  # MIN with bypass (policy `belady`)
+HEAP_BELADY_DEMAND = 1  # MIN inserting every miss (policy `belady-demand`)
 
 
 @jit_helper
@@ -311,25 +309,21 @@ def _sift_down(heap, heap_key, heap_pos, start, count, pos):
 @jit
 def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux, misses_out,
                  rule):
-    """Policies that evict the resident with the smallest key, kept in an 8-ary min-heap per pool. ``rule``:
+    """Belady's policies: evict the resident with the smallest key, kept in an 8-ary min-heap per pool.
+    ``rule``:
 
-    - `HEAP_LFU`: least frequently used, counting uses since the expert entered the cache (reset on
-      eviction), ties to the least recently used. Key ``uses x stride + time of last use`` with
-      ``stride`` above every look-up index orders (uses, last use) exactly while n_look-ups^2 < 2^63.
     - `HEAP_BELADY`: Belady's MIN; ``aux`` holds each look-up's next use (``next_use_times``), the key
       is its negation, so the furthest next use is evicted first. Only residents used later than the
       new expert are evicted; if it still does not fit it bypasses the cache. With one expert size
       this is the optimal offline policy; with mixed sizes the classic size-unaware heuristic.
     - `HEAP_BELADY_DEMAND`: MIN that inserts every miss (libCacheSim's `Belady`), optimal among
       policies that must insert every miss.
-    One kernel for the three: each kernel costs a compile, and negating Belady's keys turns its
-    max-heap into this min-heap with the same comparisons, so evictions (ties included) are unchanged."""
+    One kernel for both: each kernel costs a compile. Negating the next uses turns MIN's max-heap into a
+    min-heap with the same comparisons, so evictions (ties included) are unchanged."""
     n_tokens, n_layers, top_k = experts.shape
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
-    lfu = rule == HEAP_LFU
     bypass = rule == HEAP_BELADY
-    stride = n_tokens * n_layers * top_k + 1
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
     starts = np.empty(n_pools + 1, np.int64)
@@ -339,7 +333,6 @@ def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
     heap_pos = np.empty(n_items, np.int64)
     for item in range(n_items):
         heap_pos[item] = -1
-    uses = np.empty(n_items, np.int64)  # LFU only
     count = np.empty(n_pools, np.int64)
     used = np.empty(n_pools, np.int64)
     for p in range(n_pools):
@@ -358,20 +351,16 @@ def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
                 item = base + np.int64(experts[t, layer, k])
                 slot = heap_pos[item]
                 if slot >= 0:
-                    if lfu:
-                        uses[item] += 1
-                        key = uses[item] * stride + position
-                    else:
-                        key = -aux[position]
+                    key = -aux[position]
                     previous = heap_key[start + slot]
                     heap_key[start + slot] = key
-                    if key < previous:
+                    if key < previous:  # always, with true next uses: the next use moved later
                         _sift_up(heap, heap_key, heap_pos, start, slot)
                     else:
                         _sift_down(heap, heap_key, heap_pos, start, count[pool], slot)
                 else:
                     misses += 1
-                    key = stride + position if lfu else -aux[position]
+                    key = -aux[position]
                     in_use = used[pool]
                     n = count[pool]
                     while in_use + size > capacity and n > 0:
@@ -386,7 +375,6 @@ def _replay_heap(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_ca
                             heap_key[start] = heap_key[start + n]
                             _sift_down(heap, heap_key, heap_pos, start, n, 0)
                     if in_use + size <= capacity:
-                        uses[item] = 1
                         heap[start + n] = item
                         heap_key[start + n] = key
                         _sift_up(heap, heap_key, heap_pos, start, n)
@@ -405,19 +393,27 @@ S3FIFO_MAX_FREQ = 3
 
 QUEUE_FIFO = 0
 QUEUE_S3FIFO = 1
+QUEUE_LFU = 2
 
 
 @jit
 def _replay_queues(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_capacity, warmup_tokens, aux,
                    misses_out, rule):
-    """FIFO and S3-FIFO over linked queues. ``rule``:
+    """FIFO, S3-FIFO and LFU over linked queues. ``rule``:
 
     - `QUEUE_FIFO`: first in, first out -- hits change nothing, a miss evicts the oldest insertion (every
       expert enters the main queue and its counter never rises, so main's tail is always evicted).
     - `QUEUE_S3FIFO`: S3-FIFO (Yang et al., SOSP 2023): a small probationary FIFO (10% of the pool), a
       main FIFO with 2-bit reinsertion counters and a ghost history of experts evicted from the small queue.
-    One kernel for both because each kernel costs a compile (FIFO had a ring-buffer kernel of its own,
-    ~0.7 s of compile for a policy whose speed no one waits on).
+    - `QUEUE_LFU`: least frequently used, counting uses since the expert entered the cache (reset on
+      eviction), ties to the least recently used. One queue (bucket) per use count in use, the buckets of
+      a pool in a list by count (Shah, Mitra and Matani's O(1) LFU): a hit moves the expert to the front of
+      the bucket for one more use, creating it after its own if absent; the victim is the back of the
+      pool's first bucket. An expert enters a bucket at a use and leaves it at its next one, so each bucket
+      is ordered by last use, as the tie-break asks. (A heap keyed by (uses, last use) did this at a third
+      of the speed.)
+    One kernel for the three because each kernel costs a compile (FIFO had a ring-buffer kernel of its
+    own, ~0.7 s of compile for a policy whose speed no one waits on).
 
     S3-FIFO's rules:
 
@@ -433,17 +429,37 @@ def _replay_queues(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
     n_items = n_layers * n_experts
     n_pools = pool_capacity.shape[0]
     fifo = rule == QUEUE_FIFO
+    lfu = rule == QUEUE_LFU
     max_freq = 0 if fifo else S3FIFO_MAX_FREQ
     small_percent = 0 if fifo else S3FIFO_SMALL_PERCENT
     sizes = np.empty(n_items, np.int64)
     item_sizes(item_bytes_by_layer, n_experts, sizes)
-    # circular lists, one self-linked sentinel per queue: n_items + 2p: small, + 2p + 1: main
-    prev = np.empty(n_items + 2 * n_pools, np.int32)
-    nxt = np.empty(n_items + 2 * n_pools, np.int32)
-    for node in range(n_items + 2 * n_pools):
+    # LFU buckets: ids 0..n_items (one more than can be non-empty, as a hit takes the next bucket before
+    # it frees its own), then one sentinel bucket per pool heading its list of buckets (uses 0)
+    n_spare = n_items + 1 if lfu else 0
+    n_buckets = n_spare + n_pools if lfu else 0
+    bucket_prev = np.empty(n_buckets, np.int32)
+    bucket_next = np.empty(n_buckets, np.int32)
+    bucket_uses = np.empty(n_buckets, np.int64)
+    free_buckets = np.empty(n_buckets, np.int32)
+    n_free = np.int64(0)
+    for bucket in range(n_buckets):
+        bucket_prev[bucket] = bucket
+        bucket_next[bucket] = bucket
+        bucket_uses[bucket] = 0
+        if bucket < n_spare:
+            free_buckets[n_free] = bucket
+            n_free += 1
+    # circular lists, one self-linked sentinel per queue: n_items + 2p: small, + 2p + 1: main; then the
+    # sentinel of each LFU bucket's queue (bucket b: first_bucket_node + b)
+    first_bucket_node = n_items + 2 * n_pools
+    n_nodes = first_bucket_node + n_buckets
+    prev = np.empty(n_nodes, np.int32)
+    nxt = np.empty(n_nodes, np.int32)
+    for node in range(n_nodes):
         prev[node] = node
         nxt[node] = node
-    queue = np.empty(n_items, np.int32)  # 0: absent, 1: small, 2: main (int32: the np.empty LRU compiles)
+    queue = np.empty(n_items, np.int32)  # 0: absent, 1: small, 2: main; LFU: bucket + 1 (int32: the np.empty LRU compiles)
     freq = np.empty(n_items, np.int32)
     ghost_stamp = np.empty(n_items, np.int64)
     for item in range(n_items):
@@ -475,6 +491,60 @@ def _replay_queues(experts, n_experts, item_bytes_by_layer, pool_of_layer, pool_
             misses = np.int64(0)
             for k in range(top_k):
                 item = base + np.int64(experts[t, layer, k])
+                if lfu:
+                    # `main` holds the pool's bytes; the pool's sentinel bucket heads its buckets by use count
+                    head_bucket = n_spare + pool
+                    if queue[item] != 0:
+                        bucket = np.int64(queue[item]) - 1
+                        uses = bucket_uses[bucket] + 1
+                        after = np.int64(bucket_next[bucket])
+                        if bucket_uses[after] != uses:  # the sentinel's 0 never equals a count >= 2
+                            n_free -= 1
+                            fresh = np.int64(free_buckets[n_free])
+                            bucket_uses[fresh] = uses
+                            bucket_prev[fresh] = bucket
+                            bucket_next[fresh] = after
+                            bucket_prev[after] = fresh
+                            bucket_next[bucket] = fresh
+                            after = fresh
+                        unlink(prev, nxt, item)
+                        link_after(prev, nxt, first_bucket_node + after, item)
+                        queue[item] = after + 1
+                        node = first_bucket_node + bucket
+                        if nxt[node] == node:  # emptied: out of the list, back to the free stack
+                            bucket_next[bucket_prev[bucket]] = bucket_next[bucket]
+                            bucket_prev[bucket_next[bucket]] = bucket_prev[bucket]
+                            free_buckets[n_free] = bucket
+                            n_free += 1
+                        continue
+                    misses += 1
+                    while main + size > capacity and bucket_next[head_bucket] != head_bucket:
+                        bucket = np.int64(bucket_next[head_bucket])
+                        node = first_bucket_node + bucket
+                        victim = np.int64(prev[node])  # the least recently used of the fewest uses
+                        unlink(prev, nxt, victim)
+                        queue[victim] = 0
+                        main -= sizes[victim]
+                        if nxt[node] == node:
+                            bucket_next[head_bucket] = bucket_next[bucket]
+                            bucket_prev[bucket_next[bucket]] = head_bucket
+                            free_buckets[n_free] = bucket
+                            n_free += 1
+                    if main + size <= capacity:
+                        first = np.int64(bucket_next[head_bucket])
+                        if bucket_uses[first] != 1:
+                            n_free -= 1
+                            fresh = np.int64(free_buckets[n_free])
+                            bucket_uses[fresh] = 1
+                            bucket_prev[fresh] = head_bucket
+                            bucket_next[fresh] = first
+                            bucket_prev[first] = fresh
+                            bucket_next[head_bucket] = fresh
+                            first = fresh
+                        link_after(prev, nxt, first_bucket_node + first, item)
+                        queue[item] = first + 1
+                        main += size
+                    continue
                 if queue[item] != 0:
                     if freq[item] < max_freq:
                         freq[item] += 1

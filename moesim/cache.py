@@ -65,8 +65,9 @@ def _kernel(kind: PolicyKind):
         return policies._replay_queues, (policies.QUEUE_S3FIFO,)
     if kind is PolicyKind.FIFO:
         return policies._replay_queues, (policies.QUEUE_FIFO,)
-    rule = {PolicyKind.LFU: policies.HEAP_LFU, PolicyKind.BELADY: policies.HEAP_BELADY,
-            PolicyKind.BELADY_DEMAND: policies.HEAP_BELADY_DEMAND}[kind]
+    if kind is PolicyKind.LFU:
+        return policies._replay_queues, (policies.QUEUE_LFU,)
+    rule = {PolicyKind.BELADY: policies.HEAP_BELADY, PolicyKind.BELADY_DEMAND: policies.HEAP_BELADY_DEMAND}[kind]
     return policies._replay_heap, (rule,)
 
 

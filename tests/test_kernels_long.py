@@ -111,9 +111,10 @@ def test_lru_curve_of_a_pool_too_large_for_16_bit_counts_equals_lru_replays():
 
 
 @pytest.mark.parametrize("policy", ["lfu", "belady", "belady-demand"])
-def test_heap_policies_on_a_deep_heap_with_mixed_sizes_equal_the_reference(policy):
-    """Up to 300 residents in one pool: the 8-ary heap of LFU and Belady has three levels, so sifting moves
-    entries across full and partly filled levels; three expert sizes share the pool."""
+def test_lfu_and_belady_on_a_300_expert_pool_with_mixed_sizes_equal_the_reference(policy):
+    """Up to 300 residents in one pool: Belady's 8-ary heap has three levels, so sifting moves entries across
+    full and partly filled levels, and LFU keeps dozens of use-count buckets, created and emptied as experts
+    move up; three expert sizes share the pool."""
     experts = zipf_stream(11, 250)
     layer_bytes = np.array([3, 5, 2], np.int64)
     for capacity in (40, 300, 700):
