@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from moesim.errors import MoesimError, unknown_id_error
-from moesim.output import emit_json, output_options, print_table, wants_json
+from moesim.output import emit_data, output_options, print_table
 
 
 def model_record(m) -> dict:
@@ -41,8 +41,7 @@ def models_cmd(as_json, output_format):
     from moesim.catalog.models import active_params, all_models, total_params
 
     models = all_models()
-    if wants_json(as_json, output_format):
-        emit_json({"models": [model_record(m) for m in models]})
+    if emit_data({"models": [model_record(m) for m in models]}, as_json, output_format):
         return
     rows = [
         (m.alias, m.id, m.family, m.attention, f"{m.n_routed_experts}/{m.top_k}" if m.is_moe else "dense",
@@ -60,12 +59,11 @@ def quants_cmd(as_json, output_format):
 
     quants = all_quants()
     types = all_storage_types()
-    if wants_json(as_json, output_format):
-        emit_json({
-            "quants": [quant_record(q) for q in quants],
-            "storage_types": [dict(asdict(t), bits_per_weight=t.bits_per_weight) for t in types],
-            "llama_cpp_rules": [asdict(r) for r in LLAMA_CPP_RULES.values()],
-        })
+    if emit_data({
+        "quants": [quant_record(q) for q in quants],
+        "storage_types": [dict(asdict(t), bits_per_weight=t.bits_per_weight) for t in types],
+        "llama_cpp_rules": [asdict(r) for r in LLAMA_CPP_RULES.values()],
+    }, as_json, output_format):
         return
     print_table([(q.id, q.kind, q.default_type, q.description) for q in quants], ("quant", "kind", "default", "description"))
     click.echo("")
@@ -85,8 +83,8 @@ def devices_cmd(as_json, output_format):
 
     devices = all_devices()
     systems = all_systems()
-    if wants_json(as_json, output_format):
-        emit_json({"devices": [asdict(d) for d in devices], "systems": [asdict(s) for s in systems]})
+    if emit_data({"devices": [asdict(d) for d in devices], "systems": [asdict(s) for s in systems]}, as_json,
+                 output_format):
         return
     print_table([(d.slug, d.kind, d.name, f"{d.memory_gb:g} GB", f"{d.bandwidth_gbps:g} GB/s") for d in devices],
            ("slug", "kind", "name", "memory", "bandwidth"))
@@ -103,8 +101,7 @@ def engines_cmd(as_json, output_format):
     from moesim.catalog.engines import all_engines
 
     engines = all_engines()
-    if wants_json(as_json, output_format):
-        emit_json({"engines": [asdict(e) for e in engines]})
+    if emit_data({"engines": [asdict(e) for e in engines]}, as_json, output_format):
         return
     print_table([(e.name, ",".join(e.strategies), ",".join(e.backends), e.mla_kv_layout, e.runtime_overhead_bytes,
                   e.source) for e in engines],
@@ -160,8 +157,7 @@ def show_cmd(item_id, as_json, output_format):
         rec = dict(asdict(obj), bits_per_weight=obj.bits_per_weight)
     else:
         rec = asdict(obj)
-    if wants_json(as_json, output_format):
-        emit_json({"kind": kind, kind: rec})
+    if emit_data({"kind": kind, kind: rec}, as_json, output_format):
         return
     click.echo(f"{kind}: {item_id}")
     for key, value in rec.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from moesim.errors import MoesimError
-from moesim.output import emit_json, output_options, wants_json
+from moesim.output import emit_data, output_options
 
 DEFAULT_CONTEXT = 4096
 
@@ -154,7 +154,5 @@ def fit(model, quant, device, context, kv_type, engine, batch, mla_layout, as_js
     """Memory footprint of MODEL (catalog id, alias, config.json or .gguf) at a quantization,
     per tensor class, and whether it fits DEVICE."""
     report = fit_report(model, quant, device, context, kv_type, engine, batch, mla_layout)
-    if wants_json(as_json, output_format):
-        emit_json(report)
-    else:
+    if not emit_data(report, as_json, output_format):
         _print_table(report)

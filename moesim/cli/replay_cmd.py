@@ -7,7 +7,7 @@ import time
 
 import click
 
-from moesim.output import output_options
+from moesim.output import emit_data, output_options
 
 _POLICY_NAMES = ("lru", "lfu", "fifo", "static", "belady", "s3fifo", "belady-demand")  # == moesim.cache.POLICIES
 _POLICY_ALIASES = ("opt", "min")  # moesim.cache.PolicyKind.from_str maps both to belady
@@ -54,16 +54,9 @@ def _expert_bytes(trace, model_id, quant_id):
 
 def _emit(summary, rows, as_json, output_format):
     """One JSON object (summary + rows), CSV (one line per row, or the summary), or aligned text."""
-    from moesim.output import emit_json, print_table, wants_json
+    from moesim.output import print_table
 
-    if wants_json(as_json, output_format):
-        emit_json({**summary, "points": rows} if rows is not None else summary)
-        return
-    if output_format == "csv":
-        table = rows if rows is not None else [summary]
-        click.echo(",".join(table[0]))
-        for row in table:
-            click.echo(",".join(str(v) for v in row.values()))
+    if emit_data({**summary, "points": rows} if rows is not None else summary, as_json, output_format):
         return
     width = max(len(k) for k in summary)
     for key, value in summary.items():

@@ -7,7 +7,7 @@ import math
 import click
 
 from moesim.errors import MoesimError
-from moesim.output import emit_json, output_options, wants_json
+from moesim.output import emit_data, output_options
 
 
 def _nonneg(ctx, param, value):
@@ -62,8 +62,7 @@ def simulate(model, quant, device, device_count, host, ram_type, ram_channels, r
         prompt_tokens=prompt_tokens, kv_type=kv_type, trace=trace_path, seed=seed,
     )
     res = run(req)
-    if wants_json(as_json, output_format):
-        emit_json(result_dict(res))
+    if emit_data(result_dict(res), as_json, output_format):
         return
     click.echo(format_result(res))
 

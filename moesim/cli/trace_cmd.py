@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from moesim.errors import MoesimError
-from moesim.output import emit_json, output_options, to_json, wants_json
+from moesim.output import emit_data, emit_json, output_options, to_json
 
 
 def _model(name: str):
@@ -70,9 +70,7 @@ def gen(model_name, tokens, seqs, prefill, preset, seed, output, as_json, output
         "bytes": path.stat().st_size,
         "sha256": _sha256(path),
     }
-    if wants_json(as_json, output_format):
-        emit_json(result)
-    else:
+    if not emit_data(result, as_json, output_format):
         click.echo(f"wrote {path}: {result['n_tokens']} tokens x {result['n_moe_layers']} MoE layers x top-"
                    f"{result['top_k']} of {result['n_routed_experts']} ({model.id}, preset {result['preset']}, "
                    f"seed {seed})")
@@ -169,8 +167,7 @@ def stats(file, model_name, decode_only, per_layer, as_json, output_format):
     trace_obj = _load_any(file, model_name)
     st = trace_stats(trace_obj, decode_only=decode_only)
     result = stats_to_dict(trace_obj, st)
-    if wants_json(as_json, output_format):
-        emit_json(result)
+    if emit_data(result, as_json, output_format):
         return
     meta = result["meta"]
     click.echo(f"{file}: {meta['model_id']}, {result['n_tokens']} tokens in {result['n_seqs']} sequence(s) "
@@ -235,9 +232,7 @@ def presets(as_json, output_format):
     from moesim.trace.generate import load_preset, preset_names
 
     rows = [load_preset(name).to_dict() for name in preset_names()]
-    if wants_json(as_json, output_format):
-        emit_json({"presets": rows})
-    else:
+    if not emit_data({"presets": rows}, as_json, output_format):
         for row in rows:
             click.echo(f"{row['name']:12s} {row['description']}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from moesim.output import emit_json, output_options, wants_json
+from moesim.output import emit_data, output_options
 
 
 @click.command("validate")
@@ -15,8 +15,7 @@ def validate(measurements, as_json, output_format):
     from moesim.validate import validate_file
 
     result = validate_file(measurements)
-    if wants_json(as_json, output_format):
-        emit_json(result)
+    if emit_data(result, as_json, output_format):
         return
     click.echo(f"{'id':6} {'group':14} {'metric':14} {'measured':>9} {'predicted':>9} {'band':>15} {'error':>7}  strategy")
     for r in result["rows"]:
