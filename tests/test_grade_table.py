@@ -86,10 +86,12 @@ def test_grade_csv_default_on_stdout(tmp_path):
         (["grade", "{tmp}"], "not a moesim sweep"),
         (["grade", "{sweep}", "--format", "arrow"], "needs -o"),
         (["report", "{tmp}/missing"], "does not exist"),
+        (["report", "{tmp}/a-file"], "is a file, not a sweep directory"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, args, phrase):
     sweep = write_fake_sweep(tmp_path / "s")
+    (tmp_path / "a-file").write_text("not a sweep")
     args = [a.format(tmp=tmp_path, sweep=sweep) for a in args]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2

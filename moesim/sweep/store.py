@@ -197,6 +197,8 @@ def open_sweep(out: str | Path) -> tuple[dict, pa.Table]:
     """Load a whole sweep: (metadata, table sorted by point key). MoesimError when unreadable."""
     out = Path(out)
     if not out.is_dir():
+        if out.exists():
+            raise MoesimError(f"{out} is a file, not a sweep directory")
         raise MoesimError(f"sweep directory {out} does not exist")
     meta = read_meta(out)
     if meta is None:
