@@ -80,6 +80,7 @@ def test_replay_table_output():
         [GOLDEN, "--capacity", "8", "--prefetch", "cooccurrence"],
         [GOLDEN, "--capacity", "8", "--quant", "Q4_K_M"],  # the golden trace's model is not in the catalog
         [GOLDEN, "--capacity", "8", "--model", "deepseek-r1"],
+        [GOLDEN, "--capacity", "24GB"],  # bytes need expert sizes (--quant); 1-byte experts would make it all fit
         ["missing-trace.arrow", "--capacity", "8"],
     ],
 )
@@ -167,6 +168,7 @@ def test_curve_bad_input_is_one_line_exit_2(tmp_path):
                                     "--json"]).exit_code == 0
     for args in ([str(trace), "--policy", "belady", "--quant", "Q4_K_M"],  # two expert sizes in the global pool
                  [GOLDEN, "--capacity", "12XB"], [GOLDEN, "--policy", "lfu"], ["missing.arrow"],
+                 [GOLDEN, "--capacity", "10%", "--capacity", "512MiB"],
                  [GOLDEN, "--warmup", "1000"]):
         res = curve_cli(args)
         assert res.exit_code == 2, (args, res.output)

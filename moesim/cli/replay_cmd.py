@@ -22,17 +22,23 @@ _scope_option = click.option("--scope", type=click.Choice(["global", "per-layer"
 def _expert_size_options(command):
     """--model / --quant: where the bytes of one routed expert per layer come from (see `_expert_bytes`)."""
     command = click.option("--quant", "quant_id", default=None,
-                           help="Quantization for expert sizes; without it every expert counts as 1 byte.")(command)
+                           help="Quantization for expert sizes (needed for a --capacity in bytes); without it every expert "
+                                "counts as 1 byte.")(command)
     return click.option("--model", "model_id", default=None,
                         help="Model for expert sizes (default: the trace's model).")(command)
 
 
-def _expert_bytes(trace, model_id, quant_id):
-    """Bytes of one routed expert per MoE layer of the trace: from --model/--quant, else 1 each."""
+def _expert_bytes(trace, model_id, quant_id, capacities):
+    """Bytes of one routed expert per MoE layer of the trace: from --model/--quant, else 1 each -- which a
+    capacity in bytes (`capacities` as typed, parsed) cannot be measured against, so that is an error."""
     import numpy as np
 
     from moesim.errors import MoesimError
 
+    in_bytes = [text for text, spec in capacities if spec.kind == "bytes"]
+    if in_bytes and quant_id is None:
+        raise MoesimError(f"--capacity {in_bytes[0]} is a size in bytes: give --quant (the trace's model "
+                          "is the default --model) so experts have sizes, or give N experts or P%")
     meta = trace.meta
     if quant_id is not None:
         from moesim.catalog.models import get_model
@@ -103,7 +109,7 @@ def replay(trace_path, policy, capacity, scope, warmup_tokens, model_id, quant_i
     spec = parse_capacity(capacity)
     trace = read_trace(trace_path)
     n_experts = int(trace.meta.n_routed_experts)
-    expert_bytes = _expert_bytes(trace, model_id, quant_id)
+    expert_bytes = _expert_bytes(trace, model_id, quant_id, [(capacity, spec)])
     capacity_bytes = spec.to_bytes(expert_bytes, n_experts)
     prefetch = PrefetchSpec(predictor, prefetch_accuracy, seed) if predictor else None
     if warmup_tokens > trace.n_tokens:
@@ -175,7 +181,7 @@ def curve(trace_path, policy, capacities, scope, warmup_tokens, model_id, quant_
     specs = [(text, parse_capacity(text)) for text in (capacities or _DEFAULT_CURVE_CAPACITIES)]
     trace = read_trace(trace_path)
     n_experts = int(trace.meta.n_routed_experts)
-    expert_bytes = _expert_bytes(trace, model_id, quant_id)
+    expert_bytes = _expert_bytes(trace, model_id, quant_id, specs)
     if warmup_tokens > trace.n_tokens:
         raise MoesimError(f"--warmup {warmup_tokens} exceeds the trace's {trace.n_tokens} tokens")
 
