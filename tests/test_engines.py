@@ -51,7 +51,8 @@ def test_engine_behaviours_that_the_timing_model_relies_on():
     kt = get_engine("ktransformers")
     assert kt.numa_duplicates_weights and kt.overlaps_cpu_gpu and not kt.uploads_weights_for_prefill
     assert get_engine("vllm").usable_vram_fraction == pytest.approx(0.9)
-    assert not get_engine("vllm").supports_cpu_offload
+    assert not get_engine("vllm").supports_cpu_offload and not get_engine("mlx").supports_cpu_offload
+    assert llama.supports_cpu_offload and kt.supports_cpu_offload
     assert get_engine("mlx").backends == ("metal",)
     # the llama.cpp compute buffer at the default micro-batch is "a few hundred MB"
     assert 100e6 < llama.compute_buffer_bytes_per_token * llama.prefill_ubatch < 1e9

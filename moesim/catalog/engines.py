@@ -14,6 +14,9 @@ from importlib import resources
 from moesim.errors import MoesimError, unknown_id_error
 
 
+CPU_COMPUTE_KINDS = ("cpu", "ngl", "cpu-moe", "n-cpu-moe", "ktransformers", "cpu-or-fetch")  # placements with CPU work
+
+
 @dataclass(frozen=True, slots=True)
 class EngineProfile:
     name: str
@@ -37,7 +40,6 @@ class EngineProfile:
     flash_attention: bool = True
     gpu_compute_efficiency_scale: float = 1.0  # multiplies the device-class compute efficiency
     cpu_compute_efficiency_scale: float = 1.0  # multiplies the host-class compute efficiency
-    supports_cpu_offload: bool = True  # can compute CPU-resident layers/experts on the CPU
     usable_vram_fraction: float = 1.0  # share of device memory the engine lets itself use (vLLM 0.9)
     backends: tuple[str, ...] = ()
     strategies: tuple[str, ...] = ()  # placement kinds the engine runs (moesim.placement strategy names, no parameters)
@@ -45,6 +47,11 @@ class EngineProfile:
     quants: tuple[str, ...] = ()  # and single quantizations of other kinds it loads (e.g. BF16 safetensors)
     kv_cache_types: tuple[str, ...] = ()
     field_sources: tuple[tuple[str, str], ...] = ()  # (field or topic, justification with URL)
+
+    @property
+    def supports_cpu_offload(self) -> bool:
+        """Whether the engine computes CPU-resident layers or experts on the CPU (one of its placements does)."""
+        return any(kind in CPU_COMPUTE_KINDS for kind in self.strategies)
 
     def source_for(self, field_name: str) -> str:
         """The justification recorded for one field (or topic such as 'efficiency'), else the engine source."""
