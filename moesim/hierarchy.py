@@ -103,8 +103,9 @@ class Hierarchy:
         """Whether an explicit strategy of this kind can run here with the hierarchy's engine."""
         return bool(self.runnable_kinds_mask >> KIND_CODES[kind] & 1)
 
-    def refusal_code(self, kind: str) -> int:
-        """R_ENGINE / R_BACKEND for a kind that `runs` refuses."""
+    @property
+    def engine_refusal_code(self) -> int:
+        """Why `runs` refuses: R_ENGINE (the engine lacks the placement) or R_BACKEND (it cannot drive the device)."""
         return R_ENGINE if self.engine_drives_device else R_BACKEND
 
     @property

@@ -310,7 +310,7 @@ def place(spec: StrategySpec, profile: ModelProfile, hier, context: int, batch: 
 
     # --- which strategies the engine runs here, and which make sense on this machine / model
     if not hier.runs(kind):
-        return _refuse(name, refusal_reason(hier.refusal_code(kind), name, profile.model_id,
+        return _refuse(name, refusal_reason(hier.engine_refusal_code, name, profile.model_id,
                                             engine_notes=hier.engine_notes), profile)
     if n_gpus == 0 and kind != "cpu":
         return _refuse(name, refusal_reason(R_NO_GPU, name, profile.model_id), profile)

@@ -311,7 +311,7 @@ class _Session:
             codes = spec_codes.get(id(spec))  # parsed specs are cached, one object per strategy name
             if codes is None:
                 codes = spec_codes[id(spec)] = (
-                    _KIND_CODES[spec.kind], profile.n_layers if spec.kind == "cpu-moe" else spec.n,
+                    kb.KIND_CODES[spec.kind], profile.n_layers if spec.kind == "cpu-moe" else spec.n,
                     -1.0 if spec.cache_bytes is None else float(spec.cache_bytes))
             kind_of.append(codes[0])
             n_of.append(codes[1])
@@ -555,9 +555,6 @@ def clear_caches() -> None:
     _SESSION = _Session()
 
 
-_KIND_CODES = kb.KIND_CODES
-_KIND_NAMES = {1: "gpu", 2: "cpu", 3: "unified", 4: "ngl", 5: "n-cpu-moe", 6: "expert-cache", 7: "cpu-or-fetch", 8: "tp",
-               9: "ep", 10: "ktransformers"}
 _BREAKDOWN_NAMES = ("attention_weights", "kv_cache", "dense_ffn", "experts_gpu", "experts_cpu", "expert_fetch_link",
                     "nvme_page_in", "overlap_hidden", "output_head", "launch_overhead", "cpu_gpu_sync", "collectives",
                     "token_overhead")
@@ -602,7 +599,7 @@ def _resolved_name(kind_code: int, n: int, spec) -> str:
     """Strategy name of a batch-kernel row: the request's own name, or auto's choice."""
     if spec.kind != "auto":
         return spec.name
-    kind = _KIND_NAMES[kind_code]
+    kind = kb.KIND_NAMES[kind_code]
     if kind in ("ngl", "n-cpu-moe", "tp", "ep"):
         return f"{kind}:{n}"
     if kind == "expert-cache":
@@ -636,7 +633,7 @@ def _result_from_row(req, spec, o, hier, profile, model, routing, kv_bytes: int,
     n_gpus = int(o[kb.O_NG])
     cache = int(o[kb.O_CACHE])
     ram = int(o[kb.O_RAM])
-    kind = _KIND_NAMES[kind_code]
+    kind = kb.KIND_NAMES[kind_code]
     notes = []
     if kind == "ktransformers" and hier.numa_duplicates and hier.host_sockets > 1:
         notes.append(numa_note(hier.host_sockets))
@@ -808,7 +805,7 @@ def _fill_columns(cols, members, out, hiers, p_machine, profile, kv_bytes, file_
         if got is None:
             hier = hiers[m]
             name = _resolved_name(kind_code, n_arg, spec)
-            got = named[key] = (name, _group_from(hier, n_gpus, _KIND_NAMES[kind_code], n_arg, profile),
+            got = named[key] = (name, _group_from(hier, n_gpus, kb.KIND_NAMES[kind_code], n_arg, profile),
                                 _llama_cpp_command(name, file_name, req.context, req.batch, n_gpus, engine_name))
         strategy[i], g, command[i] = got
         group[i] = g

@@ -9,7 +9,9 @@ K_AUTO, K_GPU, K_CPU, K_UNIFIED, K_NGL, K_NCPUMOE, K_CACHE, K_FIDDLER, K_TP, K_E
 KIND_CODES = {"auto": K_AUTO, "gpu": K_GPU, "cpu": K_CPU, "unified": K_UNIFIED, "ngl": K_NGL, "cpu-moe": K_NCPUMOE,
               "n-cpu-moe": K_NCPUMOE, "expert-cache": K_CACHE, "cpu-or-fetch": K_FIDDLER, "tp": K_TP, "ep": K_EP,
               "ktransformers": K_KTRANS}
-ALL_KINDS_MASK = (1 << 11) - 2  # every kind but auto
+ALL_KINDS_MASK = sum({1 << code for kind, code in KIND_CODES.items() if kind != "auto"})  # every kind but auto
+# code -> the name a resolved `auto` placement reports (cpu-moe is reported as the n-cpu-moe it is)
+KIND_NAMES = {code: kind for kind, code in KIND_CODES.items() if kind not in ("auto", "cpu-moe")}
 # refusal reasons; R_ENGINE: the engine does not run the strategy, R_BACKEND: it has no backend for the device
 R_OK, R_NO_GPU, R_NOT_UNIFIED, R_DENSE, R_NO_LINK, R_VRAM, R_CACHE_BUDGET, R_HOST, R_ENGINE, R_BACKEND = range(10)
 # machine table columns

@@ -156,6 +156,7 @@ def machine_backends(device_kind: str, vendor: str) -> tuple[str, ...]:
     return table[(device_kind, vendor)] + ("cpu",)
 
 
+@lru_cache(maxsize=1)
 def what_if_kinds() -> tuple[str, ...]:
     """Placement kinds moesim models that no catalog engine implements (expert-cache, cpu-or-fetch): open
     to every engine as explicit what-if strategies, never recommended."""
@@ -165,9 +166,14 @@ def what_if_kinds() -> tuple[str, ...]:
     return tuple(kind for kind in KIND_CODES if kind != "auto" and kind not in implemented)
 
 
+def engine_implements(engine: str | EngineProfile, kind: str) -> bool:
+    """Whether `engine` itself runs a placement kind (`auto` always: it only picks such placements)."""
+    return kind == "auto" or kind in get_engine(engine).strategies
+
+
 def engine_offers(engine: str | EngineProfile, kind: str) -> bool:
-    """Whether a placement kind can be simulated with `engine`: `auto`, its own, or a what-if one."""
-    return kind == "auto" or kind in get_engine(engine).strategies or kind in what_if_kinds()
+    """Whether a placement kind can be simulated with `engine`: one it implements, or a what-if one."""
+    return engine_implements(engine, kind) or kind in what_if_kinds()
 
 
 def engine_loads(engine: str | EngineProfile, quant) -> bool:

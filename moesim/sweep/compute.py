@@ -259,14 +259,13 @@ def _arrow(values, arrow_type):
     return pa.array(values, type=arrow_type)
 
 
-def engine_implements(engine: str, strategy: str) -> bool:
-    """Whether `engine` itself runs `strategy` (auto always: it only picks such placements); the what-if
-    placements (expert-cache, cpu-or-fetch) are simulated for every engine but implemented by none."""
-    from moesim.catalog.engines import get_engine
+def _implements(engine: str, strategy: str) -> bool:
+    """Whether `engine` itself runs the placement `strategy` names; the what-if ones (expert-cache,
+    cpu-or-fetch) are simulated for every engine but implemented by none."""
+    from moesim.catalog.engines import engine_implements
     from moesim.placement import parse_strategy
 
-    kind = parse_strategy(strategy).kind
-    return kind == "auto" or kind in get_engine(engine).strategies
+    return engine_implements(engine, parse_strategy(strategy).kind)
 
 
 def _implemented_by_engine(engines: list[str], strategies_per_cell: list) -> np.ndarray:
@@ -276,7 +275,7 @@ def _implemented_by_engine(engines: list[str], strategies_per_cell: list) -> np.
         for strategy in strategies:
             key = (engine, strategy)
             if key not in known:
-                known[key] = engine_implements(engine, strategy)
+                known[key] = _implements(engine, strategy)
             out.append(known[key])
     return np.array(out, dtype=bool)
 
@@ -307,7 +306,7 @@ def best_index(rows: list[dict]) -> int:
         row = rows[i]
         speed = row["decode_tok_s"]
         speed = speed if speed is not None and math.isfinite(speed) else -math.inf
-        return (engine_implements(row["engine"], row["strategy"]), bool(row["fits"]), GRADE_RANK[row["grade"]], speed,
+        return (_implements(row["engine"], row["strategy"]), bool(row["fits"]), GRADE_RANK[row["grade"]], speed,
                 row["strategy"] != "auto", -i)
 
     return max(range(len(rows)), key=rank)
