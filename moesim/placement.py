@@ -579,8 +579,6 @@ def llama_cpp_command(spec_name: str, model_file: str, context: int, batch: int,
         return f"{base} -ngl 999 --n-cpu-moe {arg} {ctx}{par}"
     if kind == "tp":
         return f"{base} -ngl 999 --split-mode row {ctx}{par}"
-    if kind == "ep":
-        return f"# llama.cpp has no expert parallelism; closest: {base} -ngl 999 --split-mode layer {ctx}{par}"
     if kind == "ktransformers":
         return f"# ktransformers: python -m ktransformers.local_chat --gguf_path {model_file} (routed experts on CPU, attention + KV on GPU)"
     if kind in ("expert-cache", "cpu-or-fetch"):

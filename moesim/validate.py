@@ -80,9 +80,6 @@ def _float(text, default=None):
         raise MoesimError(f"not a number: {text!r}") from None
 
 
-GGUF_ENGINES = ("llama.cpp", "ik_llama.cpp")
-
-
 def _has_quant(name: str) -> bool:
     from moesim.catalog.quants import get_quant
 
@@ -91,6 +88,13 @@ def _has_quant(name: str) -> bool:
     except MoesimError:
         return False
     return True
+
+
+def _loads(engine: str, quant: str) -> bool:
+    from moesim.catalog.engines import engine_loads
+    from moesim.catalog.quants import get_quant
+
+    return engine_loads(engine, get_quant(quant))
 
 
 def request_for_row(row: dict):
@@ -119,7 +123,7 @@ def request_for_row(row: dict):
     if engine == "unknown":
         engine = "llama.cpp"  # the most common engine for the GGUF files these rows name
     quant = row["quant"].strip()
-    if quant.upper() == "MXFP4" and engine in GGUF_ENGINES and _has_quant("MXFP4_MOE"):
+    if quant.upper() == "MXFP4" and _has_quant("MXFP4_MOE") and _loads(engine, "MXFP4_MOE"):
         # a GGUF run of an MXFP4 model uses llama.cpp's MXFP4_MOE file type (experts MXFP4, the rest Q8_0),
         # not the release checkpoint's BF16 attention
         quant = "MXFP4_MOE"
