@@ -269,14 +269,14 @@ def _implements(engine: str, strategy: str) -> bool:
 
 
 def _implemented_by_engine(engines: list[str], strategies_per_cell: list) -> np.ndarray:
-    known: dict = {}
+    """`_implements` for every point, in cell order; cells share their strategy lists, so once per list."""
+    per_list: dict = {}
     out = []
     for engine, strategies in zip(engines, strategies_per_cell):
-        for strategy in strategies:
-            key = (engine, strategy)
-            if key not in known:
-                known[key] = _implements(engine, strategy)
-            out.append(known[key])
+        flags = per_list.get((engine, strategies))
+        if flags is None:
+            flags = per_list[(engine, strategies)] = [_implements(engine, strategy) for strategy in strategies]
+        out.extend(flags)
     return np.array(out, dtype=bool)
 
 
